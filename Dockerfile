@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+#
+# Thumbnailed with the libvips engine.
+#
+#   docker build -t thumbnailed .
+#   docker run --rm -p 8080:8080 thumbnailed            # all-in-one, embedded Redis
+#   docker run --rm -e THUMBNAILED_REDIS_URL=redis://redis:6379/0 thumbnailed worker
+#
+# Roles are the command: all (default), api, worker, webui. Configuration is by
+# THUMBNAILED_* environment variables (see README.md); compose.yaml runs a
+# full development stack.
+
+# go.mod asks for Go 1.26.x; the golang image runs with GOTOOLCHAIN=local, so
+# the image's 1.26 must be at least the patch release go.mod names.
+ARG GO_VERSION=1.26
+
+FROM golang:${GO_VERSION}-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libvips-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod \
+    go mod download
+COPY . .
+# The service links libvips (cgo, -tags vips); the health check is pure Go.
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=1 go build -tags vips -trimpath -ldflags='-s -w' -o /out/thumbnailed ./cmd/thumbnailed \
+ && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/thumbnailed-healthcheck ./deploy/healthcheck
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libvips42 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+RUN groupadd --system --gid 10001 thumbnailed \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
+      --shell /usr/sbin/nologin thumbnailed \
+ && install -d -o 10001 -g 10001 -m 0755 /app \
+ && install -d -o 10001 -g 10001 -m 0750 /app/outbox
+COPY --from=build /out/thumbnailed /out/thumbnailed-healthcheck /usr/local/bin/
+# THUMBNAILED_OUTBOX_DIR defaults to ./outbox: /app/outbox, writable by the user.
+WORKDIR /app
+USER 10001:10001
+# 8080: THUMBNAILED_ADDR (API, /healthz, /readyz, /metrics); 5040: the job web UI.
+EXPOSE 8080 5040
+# Checks THUMBNAILED_ADDR; the webui role needs `thumbnailed-healthcheck webui`
+# (compose.yaml sets it), as it listens on THUMBNAILED_WEBUI_ADDR only.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["/usr/local/bin/thumbnailed-healthcheck"]
+# A stopping process gets THUMBNAILED_SHUTDOWN_TIMEOUT (30s) to finish its
+# jobs: give it more than that (docker stop -t 40, stop_grace_period: 40s).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/thumbnailed"]
+CMD ["all"]

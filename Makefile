@@ -1,0 +1,44 @@
+# Thumbnailed. `make run` starts the service on :8080 with an embedded Redis;
+# `make test` runs every test. The libvips engine is used whenever libvips is
+# installed (pkg-config finds it); otherwise the pure-Go engine.
+
+GO       ?= go
+TAGS     ?= $(shell pkg-config --exists vips 2>/dev/null && echo vips)
+BIN      := bin/thumbnailed
+# Packages that run goroutines of their own: tested with the race detector too.
+RACE_PKGS := ./jobs/... ./worker/... ./notifier/... ./server/... ./safehttp/... ./webui/... ./cmd/...
+FUZZTIME ?= 10s
+
+.PHONY: run build test test-race test-go test-vips bench fuzz lint docker load
+
+run:
+	$(GO) run -tags '$(TAGS)' ./cmd/thumbnailed
+
+build:
+	CGO_ENABLED=$(if $(TAGS),1,0) $(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/thumbnailed
+	@echo "built $(BIN) with the $(if $(TAGS),libvips,pure-Go) engine"
+
+test:
+	$(GO) test -count=1 -tags '$(TAGS)' ./...
+	$(GO) test -count=1 -race -tags '$(TAGS)' $(RACE_PKGS)
+
+# The whole suite under one engine or the other, whatever is installed.
+test-go:
+	$(GO) test -count=1 ./...
+
+test-vips:
+	$(GO) test -count=1 -tags vips ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x -tags '$(TAGS)' ./thumbnail/
+
+fuzz:
+	./.ci/fuzz $(FUZZTIME)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(GO) vet -tags vips ./...
+
+docker:
+	docker build -t thumbnailed .

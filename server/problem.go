@@ -1,0 +1,113 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+
+	"github.com/labstack/echo/v4"
+)
+
+// FieldError names one bad field of a request.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Problem is an RFC 9457 problem document. Code is a stable machine-readable
+// reason a client can switch on.
+type Problem struct {
+	Type   string       `json:"type"`
+	Title  string       `json:"title"`
+	Status int          `json:"status"`
+	Detail string       `json:"detail,omitempty"`
+	Code   string       `json:"code,omitempty"`
+	Errors []FieldError `json:"errors,omitempty"`
+
+	retryAfter string
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Code, p.Detail) }
+
+// problemTypeBase prefixes a code to make the problem's type URI.
+const problemTypeBase = "https://thumbnailed.dev/problems/"
+
+func problem(status int, code, detail string) *Problem {
+	return &Problem{Type: problemTypeBase + code, Title: http.StatusText(status), Status: status, Code: code, Detail: detail}
+}
+
+// invalid is the 422 that lists every bad field at once.
+func invalid(fields map[string]string) *Problem {
+	p := problem(http.StatusUnprocessableEntity, "validation_failed", "the request has invalid fields; see errors")
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p.Errors = append(p.Errors, FieldError{Field: name, Message: fields[name]})
+	}
+	if len(names) == 1 {
+		p.Detail = names[0] + ": " + fields[names[0]]
+	}
+	return p
+}
+
+func writeProblem(c echo.Context, p *Problem) error {
+	if p.retryAfter != "" {
+		c.Response().Header().Set("Retry-After", p.retryAfter)
+	}
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	c.Response().WriteHeader(p.Status)
+	return json.NewEncoder(c.Response()).Encode(p)
+}
+
+// errorHandler turns every error a handler or Echo returns into problem+json.
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		var p *Problem
+		var he *echo.HTTPError
+		switch {
+		case errors.As(err, &p):
+		case errors.As(err, &he):
+			p = problem(he.Code, httpCode(he.Code), fmt.Sprint(he.Message))
+		default:
+			requestLog(c, logger).Error("request failed", "error", err)
+			p = problem(http.StatusInternalServerError, "internal_error", "something went wrong on our side; try again")
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(p.Status)
+			return
+		}
+		if err := writeProblem(c, p); err != nil {
+			requestLog(c, logger).Warn("could not write error response", "error", err)
+		}
+	}
+}
+
+func httpCode(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusBadRequest:
+		return "bad_request"
+	default:
+		return "http_" + fmt.Sprint(status)
+	}
+}

@@ -1,0 +1,102 @@
+package thumbnail
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Run with: go test -run '^$' -fuzz FuzzMake ./thumbnail/ (or FuzzSniffHeader).
+// Crashers the fuzzer finds land in testdata/fuzz/<name>/ and run as plain tests.
+
+var knownCodes = map[string]bool{
+	CodeUnsupportedFormat: true, CodeTooManyPixels: true, CodeCorruptImage: true,
+	CodeTimeout: true, CodeInvalidSpec: true,
+}
+
+// addCorpusSeeds seeds a fuzz target with every corpus file small enough to mutate
+// quickly.
+func addCorpusSeeds(f *testing.F, add func(src []byte)) {
+	err := filepath.WalkDir("testdata", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel("testdata", path)
+		if err != nil || strings.HasPrefix(rel, "fuzz"+string(filepath.Separator)) {
+			return err // the fuzzer's own corpus is not images
+		}
+		info, err := d.Info()
+		if err != nil || info.Size() > 64<<10 || filepath.Ext(path) == ".tsv" {
+			return err
+		}
+		add(readTestdata(f, filepath.ToSlash(rel)))
+		return nil
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+}
+
+func FuzzMake(f *testing.F) {
+	addCorpusSeeds(f, func(src []byte) { f.Add(src, uint16(64), uint16(48), uint8(0), false, uint8(0)) })
+	fits := []Fit{FitContain, FitCover, FitFill}
+	formats := []Format{FormatJPEG, FormatPNG} // WebP encoding is slow and sees only our own pixels
+	f.Fuzz(func(t *testing.T, src []byte, width, height uint16, fit uint8, enlarge bool, format uint8) {
+		spec := Spec{
+			Width:   int(width % 300),
+			Height:  int(height % 300),
+			Fit:     fits[int(fit)%len(fits)],
+			Enlarge: enlarge,
+			Format:  formats[int(format)%len(formats)],
+			// Small, so the fuzzer spends its time on parsing rather than on big decodes.
+			MaxPixels: 1 << 20,
+		}
+		res, err := Make(context.Background(), src, spec)
+		if errors.Is(err, errPanicked) {
+			t.Fatalf("a step panicked: %v", err)
+		}
+		if err != nil {
+			if !knownCodes[CodeOf(err)] {
+				t.Fatalf("error without a known code: %v", err)
+			}
+			return
+		}
+		if res.Width < 1 || res.Height < 1 || len(res.Data) == 0 {
+			t.Fatalf("empty result %dx%d, %d bytes", res.Width, res.Height, len(res.Data))
+		}
+		h, err := ReadHeader(res.Data)
+		if err != nil || h.Format != spec.Format || h.Width != res.Width || h.Height != res.Height {
+			t.Fatalf("output %+v does not match the result %dx%d %s: %v", h, res.Width, res.Height, spec.Format, err)
+		}
+	})
+}
+
+func FuzzSniffHeader(f *testing.F) {
+	addCorpusSeeds(f, func(src []byte) { f.Add(src) })
+	f.Fuzz(func(t *testing.T, src []byte) {
+		format, sniffErr := Sniff(src)
+		h, err := ReadHeader(src)
+		for _, err := range []error{sniffErr, err} {
+			if err != nil && !knownCodes[CodeOf(err)] {
+				t.Fatalf("error without a known code: %v", err)
+			}
+		}
+		if sniffErr != nil {
+			if err == nil {
+				t.Fatalf("ReadHeader accepted what Sniff refused: %v", sniffErr)
+			}
+			return
+		}
+		if err == nil && (h.Format != format || h.Width < 1 || h.Height < 1) {
+			t.Fatalf("header %+v for a sniffed %s", h, format)
+		}
+		if o := orientationOf(format, src); o < 1 || o > 8 {
+			t.Fatalf("orientation %d", o)
+		}
+		_ = jpegProcess(src)
+		_, _, _, _ = webpFirstFrame(src)
+	})
+}

@@ -1,0 +1,192 @@
+// Package worker runs the gocraft/work pool: the thumbnail job and, through
+// the notifier, the delivery jobs. Every worker process registers every job
+// type, because gocraft/work sends a job of a type its pool does not know to
+// the dead set.
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gocraft/work"
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/jobs"
+	"github.com/thumbnailed/thumbnailed/metrics"
+	"github.com/thumbnailed/thumbnailed/thumbnail"
+)
+
+// Config is what the worker needs from the service configuration.
+type Config struct {
+	Concurrency     int
+	JobTimeout      time.Duration
+	StaleAfter      time.Duration
+	MaxPixels       int64
+	ShutdownTimeout time.Duration
+}
+
+// Fetcher downloads a source image (safehttp.Client in production).
+type Fetcher interface {
+	Fetch(ctx context.Context, rawURL string) ([]byte, error)
+}
+
+// Notifier pushes a finished job to the client and delivers it.
+type Notifier interface {
+	JobEnded(ctx context.Context, job *jobs.Job) error
+	DeliverEmail(j *work.Job) error
+	DeliverCallback(j *work.Job) error
+}
+
+// maxCrashes is how many runs of one job may die before the job fails with
+// worker_crashed instead of taking down worker after worker.
+const maxCrashes = 3
+
+// thumbnailMaxFails is how many times gocraft/work runs a thumbnail job that
+// keeps failing transiently (a source answering 5xx, a timeout on connect).
+const thumbnailMaxFails = 4
+
+// Worker is one worker process's pool.
+type Worker struct {
+	log      *slog.Logger
+	cfg      Config
+	store    *jobs.Store
+	fetcher  Fetcher
+	notifier Notifier
+	engine   thumbnail.Engine
+	metrics  *metrics.Metrics
+	pool     *work.WorkerPool
+
+	draining atomic.Bool
+	stopWake context.CancelFunc
+	wakeDone chan struct{}
+	inFlight sync.WaitGroup
+}
+
+// New builds the pool and registers every job type.
+func New(logger *slog.Logger, cfg Config, store *jobs.Store, fetcher Fetcher, notifier Notifier, engine thumbnail.Engine, m *metrics.Metrics) *Worker {
+	w := &Worker{log: logger, cfg: cfg, store: store, fetcher: fetcher, notifier: notifier, engine: engine, metrics: m}
+	w.pool = work.NewWorkerPool(struct{}{}, uint(cfg.Concurrency), store.Namespace(), store.Pool())
+	w.pool.JobWithOptions(jobs.TypeThumbnail, work.JobOptions{
+		MaxFails: thumbnailMaxFails,
+		Backoff:  thumbnailBackoff,
+	}, w.track(w.handleThumbnail))
+	// Deliveries schedule their own retries with EnqueueIn; a delivery
+	// handler fails its gocraft job only when the delivery has finally
+	// failed, so it lands in the dead set at once.
+	w.pool.JobWithOptions(jobs.TypeDeliverEmail, work.JobOptions{MaxFails: 1}, w.track(notifier.DeliverEmail))
+	w.pool.JobWithOptions(jobs.TypeDeliverCallback, work.JobOptions{MaxFails: 1}, w.track(notifier.DeliverCallback))
+	return w
+}
+
+// thumbnailBackoff spaces retries of transient failures: 2s, 10s, 30s.
+func thumbnailBackoff(j *work.Job) int64 {
+	switch j.Fails {
+	case 1:
+		return 2
+	case 2:
+		return 10
+	default:
+		return 30
+	}
+}
+
+func (w *Worker) track(h func(*work.Job) error) func(*work.Job) error {
+	return func(j *work.Job) error {
+		w.inFlight.Add(1)
+		defer w.inFlight.Done()
+		return h(j)
+	}
+}
+
+// Start begins taking jobs, and listens for wake-ups from enqueuers.
+func (w *Worker) Start() {
+	w.pool.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopWake = cancel
+	w.wakeDone = make(chan struct{})
+	go func() {
+		defer close(w.wakeDone)
+		w.listenForWakeUps(ctx)
+	}()
+	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "engine", w.engine.Name(), "engine_version", w.engine.Version())
+}
+
+// Stop stops taking jobs and waits for the ones in flight until ctx ends.
+// gocraft/work's own Stop waits without bound, so it runs in the background
+// and a job still running at the deadline is left to the crash recovery.
+func (w *Worker) Stop(ctx context.Context) error {
+	if w.stopWake != nil {
+		w.stopWake()
+		<-w.wakeDone
+	}
+	done := make(chan struct{})
+	go func() {
+		w.pool.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		w.log.Info("worker stopped")
+		return nil
+	case <-ctx.Done():
+		w.log.Warn("worker stop deadline passed with jobs still running; they will be re-run elsewhere")
+		return ctx.Err()
+	}
+}
+
+// listenForWakeUps calls Drain on the pool whenever an enqueuer publishes on
+// the wake channel: Drain resets every idle worker's poll timer, so a job
+// submitted to an idle service starts in milliseconds instead of up to 5 s.
+func (w *Worker) listenForWakeUps(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := w.subscribe(ctx); err != nil && ctx.Err() == nil {
+			w.log.Debug("wake-up subscription lost; resubscribing", "error", err)
+			sleep(ctx, time.Second)
+		}
+	}
+}
+
+// subscribe receives wake-ups until the connection breaks or ctx ends.
+func (w *Worker) subscribe(ctx context.Context) error {
+	conn, err := w.store.Pool().GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	psc := redis.PubSubConn{Conn: conn}
+	if err := psc.Subscribe(jobs.WakeChannel(w.store.Namespace())); err != nil {
+		return err
+	}
+	for {
+		switch v := psc.ReceiveContext(ctx).(type) {
+		case redis.Message:
+			w.wake()
+		case error:
+			return v
+		}
+	}
+}
+
+// wake drains the pool unless a drain is already under way: wake-ups come in
+// bursts and overlapping drains would only repeat the same work.
+func (w *Worker) wake() {
+	if !w.draining.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer w.draining.Store(false)
+		w.pool.Drain()
+	}()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
