@@ -356,3 +356,45 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 	_, err = redis.DoContext(conn, ctx, "ZREM", s.processingKey(), id)
 	return err
 }
+
+// Rescue claims a processing job whose heartbeat is older than staleBefore,
+// so that it can be queued again: its worker died. It restarts the heartbeat
+// clock, so the job is not rescued again before another stale period, and
+// reports whether this caller made the claim.
+func (s *Store) Rescue(ctx context.Context, id string, staleBefore time.Time) (bool, error) {
+	rescued := false
+	_, err := s.update(ctx, id, true, func(job *Job, tx redis.Conn) error {
+		if job.Status != StatusProcessing {
+			_ = tx.Send("ZREM", s.processingKey(), id)
+			return nil
+		}
+		if job.HeartbeatAt != nil && job.HeartbeatAt.After(staleBefore) {
+			return errSkip
+		}
+		rescued = true
+		now := s.now().UTC()
+		job.HeartbeatAt = &now
+		_ = tx.Send("ZADD", s.processingKey(), now.UnixMilli(), id)
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return false, s.Forget(ctx, id)
+	}
+	return rescued, err
+}
+
+// Lead makes the caller the one process to act for name until ttl passes,
+// or reports that another holds it. Work every process could do, but only
+// one should, takes turns this way.
+func (s *Store) Lead(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("redis: %w", err)
+	}
+	defer conn.Close()
+	reply, err := redis.DoContext(conn, ctx, "SET", s.ns+":lead:"+name, holder, "NX", "PX", ttl.Milliseconds())
+	if err != nil {
+		return false, fmt.Errorf("lead %s: %w", name, err)
+	}
+	return reply != nil, nil
+}

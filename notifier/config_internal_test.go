@@ -110,9 +110,9 @@ func TestConfigReportsEveryProblemAtOnce(t *testing.T) {
 
 func TestNewNeedsAStoreAndAQueue(t *testing.T) {
 	is := is.New(t)
-	_, err := New(nil, Config{OutboxDir: t.TempDir()}, nil, nil, nil)
+	_, err := New(nil, Config{OutboxDir: t.TempDir()}, nil, nil, nil, nil)
 	is.True(err != nil)
-	_, err = New(nil, Config{OutboxDir: t.TempDir()}, &jobs.Store{}, nil, nil)
+	_, err = New(nil, Config{OutboxDir: t.TempDir()}, &jobs.Store{}, nil, nil, nil)
 	is.True(err != nil)
 }
 

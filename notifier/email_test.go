@@ -15,6 +15,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testsmtp"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/notifier"
 )
@@ -23,8 +24,8 @@ const mary = "mary.smith@example.com"
 
 func TestEmailOfASucceededJobShowsTheThumbnailInlineAndAttachesIt(t *testing.T) {
 	is := is.New(t)
-	sink := newSMTPSink(t)
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url(), MailFrom: "Thumbnailed <thumbs@thumbnailed.test>", EmailSchedule: schedule("10ms")})
+	sink := testsmtp.New(t)
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL(), MailFrom: "Thumbnailed <thumbs@thumbnailed.test>", EmailSchedule: schedule("10ms")})
 	img := testJPEG(t, 64, 48)
 	job := e.createEnded(succeededJob("job-ok", mary, "", 64, 48, img), img)
 
@@ -34,11 +35,11 @@ func TestEmailOfASucceededJobShowsTheThumbnailInlineAndAttachesIt(t *testing.T) 
 
 	is.NoErr(e.n.DeliverEmail(emailAttempt(job.ID, 1)))
 
-	got := sink.received()
+	got := sink.Received()
 	is.Equal(len(got), 1)
-	is.Equal(got[0].from, "thumbs@thumbnailed.test")
-	is.Equal(got[0].to, []string{mary})
-	msg, parts := parseMessage(t, got[0].data)
+	is.Equal(got[0].From, "thumbs@thumbnailed.test")
+	is.Equal(got[0].To, []string{mary})
+	msg, parts := parseMessage(t, got[0].Data)
 	is.Equal(msg.Header.Get("To"), "<"+mary+">")
 	is.Equal(msg.Header.Get("Subject"), "Your thumbnail is ready (64x48 JPEG)")
 	is.Equal(msg.Header.Get("Message-Id"), "<thumbnail-job-ok@thumbnailed.test>")
@@ -80,16 +81,16 @@ func TestEmailOfASucceededJobShowsTheThumbnailInlineAndAttachesIt(t *testing.T) 
 
 func TestEmailOfAFailedJobSaysWhyAndWhatToTry(t *testing.T) {
 	is := is.New(t)
-	sink := newSMTPSink(t)
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url()})
+	sink := testsmtp.New(t)
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL()})
 	job := e.createEnded(failedJob("job-bad", mary, "", "too_many_pixels",
 		"the image is 64250x64250 pixels; the limit is 50000000 pixels"), nil)
 
 	is.NoErr(e.n.DeliverEmail(emailAttempt(job.ID, 1)))
 
-	got := sink.received()
+	got := sink.Received()
 	is.Equal(len(got), 1)
-	msg, parts := parseMessage(t, got[0].data)
+	msg, parts := parseMessage(t, got[0].Data)
 	is.Equal(msg.Header.Get("Subject"), "Your thumbnail could not be made (too_many_pixels)")
 	for _, kind := range []string{"text/plain", "text/html"} {
 		p, ok := findPart(parts, func(p part) bool { return p.contentType == kind })
@@ -105,9 +106,9 @@ func TestEmailOfAFailedJobSaysWhyAndWhatToTry(t *testing.T) {
 
 func TestATemporarySMTPRefusalSchedulesTheNextAttempt(t *testing.T) {
 	is := is.New(t)
-	sink := newSMTPSink(t)
-	sink.setReply(tempFailure)
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url(), EmailSchedule: schedule("1m,5m")})
+	sink := testsmtp.New(t)
+	sink.SetReply(testsmtp.TempFailure)
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL(), EmailSchedule: schedule("1m,5m")})
 	img := testJPEG(t, 8, 8)
 	job := e.createEnded(succeededJob("job-451", mary, "", 8, 8, img), img)
 
@@ -132,9 +133,9 @@ func TestATemporarySMTPRefusalSchedulesTheNextAttempt(t *testing.T) {
 	is.True(runIn >= 59*time.Second && runIn <= 62*time.Second)
 
 	// The mailbox frees up: the second attempt delivers.
-	sink.setReply(nil)
+	sink.SetReply(nil)
 	is.NoErr(e.n.DeliverEmail(emailAttempt(job.ID, 2)))
-	is.Equal(len(sink.received()), 1)
+	is.Equal(len(sink.Received()), 1)
 	d = e.delivery(job.ID, jobs.ChannelEmail)
 	is.Equal(d.Status, jobs.DeliveryDelivered)
 	is.Equal(d.Attempts, 2)
@@ -142,9 +143,9 @@ func TestATemporarySMTPRefusalSchedulesTheNextAttempt(t *testing.T) {
 
 func TestAPermanentSMTPRefusalFailsTheDeliveryAtOnce(t *testing.T) {
 	is := is.New(t)
-	sink := newSMTPSink(t)
-	sink.setReply(permanentFailure)
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url(), EmailSchedule: schedule("10ms,10ms")})
+	sink := testsmtp.New(t)
+	sink.SetReply(testsmtp.PermanentFailure)
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL(), EmailSchedule: schedule("10ms,10ms")})
 	job := e.createEnded(failedJob("job-550", mary, "", "timeout", "took too long"), nil)
 
 	err := e.n.DeliverEmail(emailAttempt(job.ID, 1))
@@ -160,14 +161,14 @@ func TestAPermanentSMTPRefusalFailsTheDeliveryAtOnce(t *testing.T) {
 	mustContain(t, d.LastError, "550")
 	mustNotContain(t, d.LastError, mary) // the server echoed the address
 	is.Equal(len(e.scheduled()), 0)
-	is.Equal(len(sink.received()), 0)
+	is.Equal(len(sink.Received()), 0)
 }
 
 func TestEmailRetriesEndWhenTheScheduleRunsOut(t *testing.T) {
 	is := is.New(t)
-	sink := newSMTPSink(t)
-	sink.setReply(tempFailure)
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url(), EmailSchedule: schedule("10ms")})
+	sink := testsmtp.New(t)
+	sink.SetReply(testsmtp.TempFailure)
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL(), EmailSchedule: schedule("10ms")})
 	job := e.createEnded(failedJob("job-busy", mary, "", "timeout", "took too long"), nil)
 
 	is.NoErr(e.n.DeliverEmail(emailAttempt(job.ID, 1)))
@@ -230,8 +231,8 @@ func TestWithoutSMTPTheEmailIsWrittenToTheOutbox(t *testing.T) {
 
 func TestNoMoreThanTheLimitOfEmailsGoToOneAddressInAnHour(t *testing.T) {
 	is := is.New(t)
-	sink := newSMTPSink(t)
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url(), EmailPerRecipientPerHour: 2})
+	sink := testsmtp.New(t)
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL(), EmailPerRecipientPerHour: 2})
 	addresses := []string{mary, "Mary.Smith@Example.com", mary} // one mailbox, however it is spelled
 	var ids []string
 	for i, addr := range addresses {
@@ -243,7 +244,7 @@ func TestNoMoreThanTheLimitOfEmailsGoToOneAddressInAnHour(t *testing.T) {
 	err := e.n.DeliverEmail(emailAttempt(ids[2], 1))
 	is.True(err != nil)
 
-	is.Equal(len(sink.received()), 2)
+	is.Equal(len(sink.Received()), 2)
 	d := e.delivery(ids[2], jobs.ChannelEmail)
 	is.Equal(d.Status, jobs.DeliveryFailed)
 	is.Equal(d.ErrorCode, notifier.CodeRecipientRateLimited)
@@ -303,8 +304,8 @@ func TestTheEmailCountIsPerJobAndPerHour(t *testing.T) {
 
 func TestNoFieldCanInjectAHeader(t *testing.T) {
 	is := is.New(t)
-	sink := newSMTPSink(t)
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url()})
+	sink := testsmtp.New(t)
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL()})
 
 	// An address that slipped past the API's check is refused, not mailed.
 	bad := e.createEnded(failedJob("job-inject-addr", mary+"\r\nBcc: victim@example.org", "", "timeout", "took too long"), nil)
@@ -312,7 +313,7 @@ func TestNoFieldCanInjectAHeader(t *testing.T) {
 	is.True(err != nil)
 	d := e.delivery(bad.ID, jobs.ChannelEmail)
 	is.Equal(d.ErrorCode, notifier.CodeRecipientInvalid)
-	is.Equal(len(sink.received()), 0)
+	is.Equal(len(sink.Received()), 0)
 
 	// Job fields that end up in the subject, the file name and the
 	// Message-ID carry CR/LF: they stay inside their header.
@@ -323,21 +324,21 @@ func TestNoFieldCanInjectAHeader(t *testing.T) {
 	job2 := e.createEnded(succeededJob("img\r\nX-Injected: file", mary, "", 4, 4, img), img)
 	is.NoErr(e.n.DeliverEmail(emailAttempt(job2.ID, 1)))
 
-	got := sink.received()
+	got := sink.Received()
 	is.Equal(len(got), 2)
 	for _, m := range got {
-		is.Equal(m.to, []string{mary}) // no other recipient
-		msg, parts := parseMessage(t, m.data)
+		is.Equal(m.To, []string{mary}) // no other recipient
+		msg, parts := parseMessage(t, m.Data)
 		is.Equal(msg.Header.Get("Bcc"), "")
 		is.Equal(msg.Header.Get("X-Injected"), "")
 		for _, p := range parts {
 			is.True(!strings.Contains(p.filename, "\n"))
 		}
 	}
-	msg, _ := parseMessage(t, got[0].data)
+	msg, _ := parseMessage(t, got[0].Data)
 	subject := msg.Header.Get("Subject")
 	is.True(!strings.ContainsAny(subject, "\r\n"))
-	msg2, parts2 := parseMessage(t, got[1].data)
+	msg2, parts2 := parseMessage(t, got[1].Data)
 	is.Equal(msg2.Header.Get("Message-Id"), "<thumbnail-imgX-Injectedfile@localhost>")
 	attached, ok := findPart(parts2, func(p part) bool { return p.disposition == "attachment" })
 	is.True(ok)

@@ -8,14 +8,12 @@ import (
 	"image/jpeg"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
 
@@ -56,7 +54,7 @@ func (e *env) start(cfg notifier.Config) {
 		cfg.OutboxDir = e.t.TempDir()
 	}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, e.t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	n, err := notifier.New(logger, cfg, e.store, e.queue, e.client)
+	n, err := notifier.New(logger, cfg, e.store, e.queue, e.client, nil)
 	if err != nil {
 		e.t.Fatalf("notifier.New: %v", err)
 	}
@@ -205,101 +203,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// --- an SMTP server that keeps what it receives ---
-
-type received struct {
-	from string
-	to   []string
-	data []byte
-}
-
-// smtpSink is a real SMTP server (emersion/go-smtp) on loopback. reply, if
-// set, answers RCPT TO: a non-nil *smtp.SMTPError refuses the recipient.
-type smtpSink struct {
-	mu       sync.Mutex
-	messages []received
-	reply    func(rcpt string) error
-	addr     string
-}
-
-func newSMTPSink(t *testing.T) *smtpSink {
-	t.Helper()
-	sink := &smtpSink{}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &sinkSession{sink: sink}, nil }))
-	srv.Domain = "localhost"
-	srv.AllowInsecureAuth = true
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	srv.ErrorLog = discardLogger{}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink.addr = l.Addr().String()
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return sink
-}
-
-// url is the THUMBNAILED_SMTP_URL of the sink (no TLS on loopback).
-func (s *smtpSink) url() string { return "smtp://" + s.addr + "?tls=none" }
-
-func (s *smtpSink) setReply(f func(rcpt string) error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reply = f
-}
-
-func (s *smtpSink) received() []received {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]received(nil), s.messages...)
-}
-
-type sinkSession struct {
-	sink *smtpSink
-	msg  received
-}
-
-func (s *sinkSession) Mail(from string, _ *smtp.MailOptions) error { s.msg.from = from; return nil }
-func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.sink.mu.Lock()
-	reply := s.sink.reply
-	s.sink.mu.Unlock()
-	if reply != nil {
-		if err := reply(to); err != nil {
-			return err
-		}
-	}
-	s.msg.to = append(s.msg.to, to)
-	return nil
-}
-func (s *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.msg.data = b
-	s.sink.mu.Lock()
-	s.sink.messages = append(s.sink.messages, s.msg)
-	s.sink.mu.Unlock()
-	return nil
-}
-func (s *sinkSession) Reset()        { s.msg = received{} }
-func (s *sinkSession) Logout() error { return nil }
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(string, ...interface{}) {}
-func (discardLogger) Println(...interface{})        {}
-
-func tempFailure(string) error {
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Mailbox busy, try again later"}
-}
-
-func permanentFailure(rcpt string) error {
-	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + rcpt + ">: no such user here"}
 }
 
 func mustContain(t *testing.T, s, sub string) {

@@ -9,15 +9,16 @@ import (
 	"github.com/gocraft/work"
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testsmtp"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/notifier"
 )
 
 func TestADeliveredAttemptRunAgainSendsNothing(t *testing.T) {
 	is := is.New(t)
-	sink := newSMTPSink(t)
+	sink := testsmtp.New(t)
 	rc := newReceiver(t, status(http.StatusOK))
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url(), AllowPrivateNetworks: true})
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL(), AllowPrivateNetworks: true})
 	job := e.createEnded(failedJob("job-twice", mary, rc.URL, "timeout", "took too long"), nil)
 
 	is.NoErr(e.n.DeliverEmail(emailAttempt(job.ID, 1)))
@@ -29,7 +30,7 @@ func TestADeliveredAttemptRunAgainSendsNothing(t *testing.T) {
 	// A late, stale attempt of a delivery that already ended is skipped too.
 	is.NoErr(e.n.DeliverCallback(callbackAttempt(job.ID, 2)))
 
-	is.Equal(len(sink.received()), 1)
+	is.Equal(len(sink.Received()), 1)
 	is.Equal(len(rc.received()), 1)
 	is.Equal(e.delivery(job.ID, jobs.ChannelEmail).Attempts, 1)
 	is.Equal(e.delivery(job.ID, jobs.ChannelCallback).Attempts, 1)

@@ -24,6 +24,7 @@ import (
 	"github.com/gocraft/work"
 
 	"github.com/thumbnailed/thumbnailed/jobs"
+	"github.com/thumbnailed/thumbnailed/metrics"
 	"github.com/thumbnailed/thumbnailed/retry"
 	"github.com/thumbnailed/thumbnailed/safehttp"
 	"github.com/thumbnailed/thumbnailed/view"
@@ -61,7 +62,7 @@ type Config struct {
 	MailFrom                 string        // THUMBNAILED_MAIL_FROM
 	SMTPURL                  string        // THUMBNAILED_SMTP_URL; "" = write .eml files to OutboxDir
 	OutboxDir                string        // THUMBNAILED_OUTBOX_DIR
-	SMTPTimeout              time.Duration // one SMTP conversation (dial, every command); default 30s
+	SMTPTimeout              time.Duration // go-mail's WithTimeout (the dial, then each phase); an attempt may take twice it; default 30s
 	WebhookSecret            string        // THUMBNAILED_WEBHOOK_SECRET; "" = unsigned callbacks
 	CallbackTimeout          time.Duration // THUMBNAILED_CALLBACK_TIMEOUT
 	CallbackSchedule         retry.Schedule
@@ -128,13 +129,14 @@ func (c Config) withDefaults() (Config, error) {
 
 // Notifier sends the deliveries of finished jobs.
 type Notifier struct {
-	log    *slog.Logger
-	cfg    Config
-	store  *jobs.Store
-	queue  *jobs.Queue
-	client *safehttp.Client
-	mailer mailer
-	now    func() time.Time
+	log     *slog.Logger
+	cfg     Config
+	store   *jobs.Store
+	queue   *jobs.Queue
+	client  *safehttp.Client
+	mailer  mailer
+	metrics *metrics.Metrics
+	now     func() time.Time
 
 	email, callback channel
 }
@@ -142,7 +144,7 @@ type Notifier struct {
 // New checks cfg and prepares the mailer: SMTP when cfg.SMTPURL is set,
 // otherwise .eml files in cfg.OutboxDir (created if missing). client posts
 // callbacks; nil makes one honouring cfg.AllowPrivateNetworks.
-func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue *jobs.Queue, client *safehttp.Client) (*Notifier, error) {
+func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue *jobs.Queue, client *safehttp.Client, m *metrics.Metrics) (*Notifier, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("notifier: %w", err)
@@ -156,7 +158,7 @@ func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue *jobs.Queue, 
 	if client == nil {
 		client = safehttp.New(safehttp.Options{AllowPrivate: cfg.AllowPrivateNetworks})
 	}
-	n := &Notifier{log: logger, cfg: cfg, store: store, queue: queue, client: client, now: time.Now}
+	n := &Notifier{log: logger, cfg: cfg, store: store, queue: queue, client: client, metrics: m, now: time.Now}
 	if cfg.SMTPURL != "" {
 		server, _ := parseSMTPURL(cfg.SMTPURL) // checked by withDefaults
 		n.mailer = &smtpMailer{server: server, timeout: cfg.SMTPTimeout}
@@ -282,6 +284,8 @@ const (
 	doInterrupted          // a run of this attempt died mid-way: count it failed
 )
 
+// handle runs one delivery attempt: claim it, send, record the outcome,
+// queue the next attempt.
 func (n *Notifier) handle(j *work.Job, ch channel) error {
 	id := j.ArgString(jobs.ArgJobID)
 	rawAttempt := j.ArgString(jobs.ArgAttempt)
@@ -410,8 +414,8 @@ func (n *Notifier) finish(log *slog.Logger, ch channel, id string, attempt int, 
 		}
 	}
 	_, err := n.store.UpdateDelivery(ctx, id, ch.name, func(_ *jobs.Job, d *jobs.Delivery) error {
-		if d.Status != jobs.DeliveryPending || d.Attempts != attempt {
-			return errNoChange
+		if d.Status != jobs.DeliveryPending || d.Attempts != attempt || d.NextAttemptAt != nil {
+			return errNoChange // another run already recorded this attempt, or a later one started
 		}
 		switch {
 		case o.delivered:
@@ -436,12 +440,15 @@ func (n *Notifier) finish(log *slog.Logger, ch channel, id string, attempt int, 
 	}
 	switch {
 	case o.delivered:
+		n.metrics.Delivery(ch.name, "delivered")
 		log.Info("delivered")
 		return nil
 	case o.final:
+		n.metrics.Delivery(ch.name, "failed")
 		log.Error("delivery failed", "error_code", o.code, "last_error", o.message)
 		return fmt.Errorf("%s delivery of job %s failed: %s: %s", ch.name, id, o.code, o.message)
 	}
+	n.metrics.Delivery(ch.name, "retry")
 	log.Warn("attempt failed; will retry", "last_error", o.message, "next_attempt_in", delay.String())
 	if err := n.queue.EnqueueDelivery(ctx, ch.jobType, id, attempt+1, delay); err != nil {
 		log.Error("could not queue the next attempt", "error", err)

@@ -9,6 +9,7 @@ import (
 	"github.com/gocraft/work"
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testsmtp"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/notifier"
 )
@@ -21,10 +22,10 @@ func TestDeliveriesRunInAWorkerPool(t *testing.T) {
 		t.Skip("waits for gocraft/work's scheduler")
 	}
 	is := is.New(t)
-	sink := newSMTPSink(t)
-	sink.setReply(permanentFailure)
+	sink := testsmtp.New(t)
+	sink.SetReply(testsmtp.PermanentFailure)
 	rc := newReceiver(t, status(http.StatusServiceUnavailable), status(http.StatusOK))
-	e := newEnv(t, notifier.Config{SMTPURL: sink.url(), CallbackSchedule: schedule("1s"), WebhookSecret: secret, AllowPrivateNetworks: true})
+	e := newEnv(t, notifier.Config{SMTPURL: sink.URL(), CallbackSchedule: schedule("1s"), WebhookSecret: secret, AllowPrivateNetworks: true})
 
 	pool := work.NewWorkerPool(struct{}{}, 2, e.ns, e.pool)
 	pool.JobWithOptions(jobs.TypeDeliverEmail, work.JobOptions{MaxFails: 1}, e.n.DeliverEmail)

@@ -60,7 +60,11 @@ func (w *Worker) handleThumbnail(j *work.Job) error {
 		log.Error("could not start job", "error", err)
 		return err
 	case begin == jobs.Skip:
+		// A re-run of an ended job may follow a crash between ending it and
+		// queuing its deliveries: make sure they are queued (JobEnded only
+		// queues deliveries that have not started).
 		log.Info("job already ended; skipping the re-run")
+		w.ended(ctx, log, job)
 		return nil
 	case begin == jobs.Crashed:
 		w.metrics.Finished(jobs.TypeThumbnail, string(jobs.StatusFailed), jobs.CodeWorkerCrashed)
@@ -90,8 +94,8 @@ func (w *Worker) handleThumbnail(j *work.Job) error {
 			w.metrics.Finished(jobs.TypeThumbnail, string(jobs.StatusSucceeded), "")
 			log.Info("job succeeded", "width", result.Width, "height", result.Height, "bytes", len(image),
 				"duration_ms", time.Since(*done.StartedAt).Milliseconds())
-			w.ended(rctx, log, done)
 		}
+		w.ended(rctx, log, done)
 		return nil
 	}
 
@@ -110,8 +114,8 @@ func (w *Worker) handleThumbnail(j *work.Job) error {
 	if ended {
 		w.metrics.Finished(jobs.TypeThumbnail, string(jobs.StatusFailed), fail.code)
 		log.Info("job failed", "code", fail.code, "reason", fail.message, "error", fail.err)
-		w.ended(rctx, log, done)
 	}
+	w.ended(rctx, log, done)
 	return nil
 }
 

@@ -59,25 +59,26 @@ type Worker struct {
 	metrics  *metrics.Metrics
 	pool     *work.WorkerPool
 
+	sweeper  *sweeper
 	draining atomic.Bool
-	stopWake context.CancelFunc
-	wakeDone chan struct{}
-	inFlight sync.WaitGroup
+	stopBg   context.CancelFunc
+	bgDone   sync.WaitGroup
 }
 
 // New builds the pool and registers every job type.
-func New(logger *slog.Logger, cfg Config, store *jobs.Store, fetcher Fetcher, notifier Notifier, engine thumbnail.Engine, m *metrics.Metrics) *Worker {
+func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue Enqueuer, fetcher Fetcher, notifier Notifier, engine thumbnail.Engine, m *metrics.Metrics) *Worker {
 	w := &Worker{log: logger, cfg: cfg, store: store, fetcher: fetcher, notifier: notifier, engine: engine, metrics: m}
+	w.sweeper = &sweeper{log: logger, store: store, queue: queue, staleAfter: cfg.StaleAfter, id: newSweeperID()}
 	w.pool = work.NewWorkerPool(struct{}{}, uint(cfg.Concurrency), store.Namespace(), store.Pool())
 	w.pool.JobWithOptions(jobs.TypeThumbnail, work.JobOptions{
 		MaxFails: thumbnailMaxFails,
 		Backoff:  thumbnailBackoff,
-	}, w.track(w.handleThumbnail))
+	}, w.handleThumbnail)
 	// Deliveries schedule their own retries with EnqueueIn; a delivery
 	// handler fails its gocraft job only when the delivery has finally
 	// failed, so it lands in the dead set at once.
-	w.pool.JobWithOptions(jobs.TypeDeliverEmail, work.JobOptions{MaxFails: 1}, w.track(notifier.DeliverEmail))
-	w.pool.JobWithOptions(jobs.TypeDeliverCallback, work.JobOptions{MaxFails: 1}, w.track(notifier.DeliverCallback))
+	w.pool.JobWithOptions(jobs.TypeDeliverEmail, work.JobOptions{MaxFails: 1}, notifier.DeliverEmail)
+	w.pool.JobWithOptions(jobs.TypeDeliverCallback, work.JobOptions{MaxFails: 1}, notifier.DeliverCallback)
 	return w
 }
 
@@ -93,23 +94,20 @@ func thumbnailBackoff(j *work.Job) int64 {
 	}
 }
 
-func (w *Worker) track(h func(*work.Job) error) func(*work.Job) error {
-	return func(j *work.Job) error {
-		w.inFlight.Add(1)
-		defer w.inFlight.Done()
-		return h(j)
-	}
-}
-
-// Start begins taking jobs, and listens for wake-ups from enqueuers.
+// Start begins taking jobs, listens for wake-ups from enqueuers, and
+// sweeps for jobs whose worker died.
 func (w *Worker) Start() {
 	w.pool.Start()
 	ctx, cancel := context.WithCancel(context.Background())
-	w.stopWake = cancel
-	w.wakeDone = make(chan struct{})
+	w.stopBg = cancel
+	w.bgDone.Add(2)
 	go func() {
-		defer close(w.wakeDone)
+		defer w.bgDone.Done()
 		w.listenForWakeUps(ctx)
+	}()
+	go func() {
+		defer w.bgDone.Done()
+		w.sweeper.run(ctx)
 	}()
 	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "engine", w.engine.Name(), "engine_version", w.engine.Version())
 }
@@ -118,9 +116,9 @@ func (w *Worker) Start() {
 // gocraft/work's own Stop waits without bound, so it runs in the background
 // and a job still running at the deadline is left to the crash recovery.
 func (w *Worker) Stop(ctx context.Context) error {
-	if w.stopWake != nil {
-		w.stopWake()
-		<-w.wakeDone
+	if w.stopBg != nil {
+		w.stopBg()
+		w.bgDone.Wait()
 	}
 	done := make(chan struct{})
 	go func() {

@@ -96,11 +96,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			MaxBytes:     cfg.MaxUploadBytes,
 			Timeout:      cfg.FetchTimeout,
 		})
-		n, err := notifier.New(log, notifierConfig(cfg), store, queue, client)
+		n, err := notifier.New(log, notifierConfig(cfg), store, queue, client, m)
 		if err != nil {
 			return err
 		}
-		w = worker.New(log, workerConfig(cfg), store, client, n, engine, m)
+		w = worker.New(log, workerConfig(cfg), store, queue, client, n, engine, m)
 		w.Start()
 	}
 
