@@ -48,6 +48,8 @@ type ResultView struct {
 	ContentType string `json:"content_type"`
 	Bytes       int    `json:"bytes"`
 	ImageURL    string `json:"image_url"`
+	// Engine names the image engine and its version that made the thumbnail.
+	Engine string `json:"engine,omitempty"`
 }
 
 // ErrorView says why a job failed.
@@ -99,6 +101,7 @@ func Job(j *jobs.Job) JobView {
 			ContentType: j.Result.ContentType,
 			Bytes:       j.Result.Bytes,
 			ImageURL:    ImagePath(j.ID),
+			Engine:      j.Result.Engine,
 		}
 	}
 	if j.Status == jobs.StatusFailed && j.Error != nil {
