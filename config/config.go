@@ -68,6 +68,10 @@ type Config struct {
 	WebUIAddr     string
 	WebUIPassword string
 
+	// WakeOnEnqueue makes idle workers start a new job at once (a Redis
+	// pub/sub nudge) instead of within gocraft/work's polling delay of up to 5 s.
+	WakeOnEnqueue bool
+
 	LogLevel string
 }
 
@@ -133,6 +137,7 @@ func Load(role string, getenv func(string) string) (Config, error) {
 	c.WebUIAddr = r.str("THUMBNAILED_WEBUI_ADDR", DefaultWebUIAddr)
 	c.WebUIPassword = r.str("THUMBNAILED_WEBUI_PASSWORD", "")
 	c.LogLevel = r.str("THUMBNAILED_LOG_LEVEL", "info")
+	c.WakeOnEnqueue = r.boolean("THUMBNAILED_WAKE_ON_ENQUEUE", true)
 
 	c.validate(&r)
 	return c, errors.Join(r.errs...)

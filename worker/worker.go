@@ -26,6 +26,7 @@ type Config struct {
 	StaleAfter      time.Duration
 	MaxPixels       int64
 	ShutdownTimeout time.Duration
+	WakeOnEnqueue   bool
 }
 
 // Fetcher downloads a source image (safehttp.Client in production).
@@ -100,16 +101,19 @@ func (w *Worker) Start() {
 	w.pool.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopBg = cancel
-	w.bgDone.Add(2)
-	go func() {
-		defer w.bgDone.Done()
-		w.listenForWakeUps(ctx)
-	}()
+	if w.cfg.WakeOnEnqueue {
+		w.bgDone.Add(1)
+		go func() {
+			defer w.bgDone.Done()
+			w.listenForWakeUps(ctx)
+		}()
+	}
+	w.bgDone.Add(1)
 	go func() {
 		defer w.bgDone.Done()
 		w.sweeper.run(ctx)
 	}()
-	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "engine", w.engine.Name(), "engine_version", w.engine.Version())
+	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "wake_on_enqueue", w.cfg.WakeOnEnqueue, "engine", w.engine.Name(), "engine_version", w.engine.Version())
 }
 
 // Stop stops taking jobs and waits for the ones in flight until ctx ends.

@@ -175,6 +175,7 @@ func workerConfig(c config.Config) worker.Config {
 		StaleAfter:      c.StaleAfter,
 		MaxPixels:       c.MaxPixels,
 		ShutdownTimeout: c.ShutdownTimeout,
+		WakeOnEnqueue:   c.WakeOnEnqueue,
 	}
 }
 
