@@ -196,7 +196,7 @@ func (c *Config) validate(r *reader) {
 			r.fail("THUMBNAILED_WEBHOOK_SECRET", "must be whsec_ followed by base64 of at least 16 random bytes")
 		}
 	}
-	if c.Role == RoleWebUI || c.Role == RoleAll {
+	if c.Role == RoleWebUI {
 		if host, _, err := net.SplitHostPort(c.WebUIAddr); err == nil && c.WebUIPassword == "" && !isLoopback(host) {
 			r.fail("THUMBNAILED_WEBUI_ADDR", "binds %s, which is not a loopback address, while THUMBNAILED_WEBUI_PASSWORD is empty: set a password", c.WebUIAddr)
 		}

@@ -383,18 +383,30 @@ func (s *Store) Rescue(ctx context.Context, id string, staleBefore time.Time) (b
 	return rescued, err
 }
 
+// lead takes or renews a lease: the holder keeps it while it renews in time.
+var lead = redis.NewScript(1, `
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
 // Lead makes the caller the one process to act for name until ttl passes,
 // or reports that another holds it. Work every process could do, but only
-// one should, takes turns this way.
+// one should, takes turns this way; a holder that renews in time keeps it.
 func (s *Store) Lead(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	conn, err := s.pool.GetContext(ctx)
 	if err != nil {
 		return false, fmt.Errorf("redis: %w", err)
 	}
 	defer conn.Close()
-	reply, err := redis.DoContext(conn, ctx, "SET", s.ns+":lead:"+name, holder, "NX", "PX", ttl.Milliseconds())
+	ok, err := redis.Bool(lead.DoContext(ctx, conn, s.ns+":lead:"+name, holder, ttl.Milliseconds()))
 	if err != nil {
 		return false, fmt.Errorf("lead %s: %w", name, err)
 	}
-	return reply != nil, nil
+	return ok, nil
 }

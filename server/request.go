@@ -55,10 +55,21 @@ func decodeRequest(r *http.Request, maxUpload int64) (*createRequest, error) {
 	case "application/json":
 		return decodeJSON(r.Body)
 	case "multipart/form-data":
-		if r.ContentLength > maxUpload+1<<20 {
+		// The image and a few short fields. A chunked body declares no
+		// length, so the limit is also enforced while reading: without it
+		// a stream of small parts would be read (and each unknown name
+		// kept for the 422) for as long as the client keeps sending.
+		limit := maxUpload + 1<<20
+		if r.ContentLength > limit {
 			return nil, tooLarge(maxUpload)
 		}
-		return decodeMultipart(multipart.NewReader(r.Body, params["boundary"]), maxUpload)
+		body := http.MaxBytesReader(nil, r.Body, limit)
+		req, err := decodeMultipart(multipart.NewReader(body, params["boundary"]), maxUpload)
+		var over *http.MaxBytesError
+		if _, rerr := body.Read(nil); err != nil && errors.As(rerr, &over) {
+			return nil, tooLarge(maxUpload)
+		}
+		return req, err
 	default:
 		return nil, problem(http.StatusUnsupportedMediaType, "unsupported_media_type",
 			fmt.Sprintf("content type %q is not accepted: send application/json or multipart/form-data", mediaType))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/gocraft/work"
@@ -13,6 +14,7 @@ import (
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/safehttp"
 	"github.com/thumbnailed/thumbnailed/thumbnail"
+	"github.com/thumbnailed/thumbnailed/view"
 )
 
 // Error codes the worker adds to the pipeline's own (DESIGN.md lists them).
@@ -99,7 +101,7 @@ func (w *Worker) handleThumbnail(j *work.Job) error {
 		return nil
 	}
 
-	if fail.transient && j.Fails+1 < thumbnailMaxFails {
+	if fail.transient && int(j.Fails)+1 < w.cfg.RetrySchedule.Attempts() {
 		log.Warn("transient failure; the queue will retry", "code", fail.code, "error", fail.err)
 		if err := w.store.Requeue(rctx, id); err != nil {
 			log.Error("could not requeue job", "error", err)
@@ -205,6 +207,9 @@ func (w *Worker) makeThumbnail(ctx context.Context, src []byte, spec thumbnail.S
 func (w *Worker) source(ctx context.Context, job *jobs.Job) ([]byte, *failure) {
 	if job.Request.Source == jobs.SourceUpload {
 		b, err := w.store.Upload(ctx, job.ID)
+		if ctx.Err() != nil {
+			return nil, jobTimeout(err)
+		}
 		if errors.Is(err, jobs.ErrNotFound) {
 			return nil, &failure{code: CodeSourceNotFound, message: "the uploaded image is no longer stored; submit it again", err: err}
 		}
@@ -217,9 +222,23 @@ func (w *Worker) source(ctx context.Context, job *jobs.Job) ([]byte, *failure) {
 	b, err := w.fetcher.Fetch(ctx, job.Request.URL)
 	w.metrics.Stage("fetch", time.Since(start))
 	if err != nil {
+		// The error's text is Go's `Get "<url>": ...`: the query of a
+		// pre-signed URL would reach the logs. Keep scheme, host and path.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = view.MaskURL(ue.URL)
+		}
+		// The job's own deadline, not the download limit, ran out.
+		if ctx.Err() != nil {
+			return nil, jobTimeout(err)
+		}
 		return nil, fetchFailure(err)
 	}
 	return b, nil
+}
+
+func jobTimeout(err error) *failure {
+	return &failure{code: CodeTimeout, message: "the job's time limit ran out while getting the source image", err: err}
 }
 
 // fetchFailure turns a download error into a code a client can act on.
@@ -244,8 +263,6 @@ func fetchFailure(err error) *failure {
 		default:
 			return &failure{code: CodeSourceUnreachable, message: fmt.Sprintf("the source answered %d instead of an image; check the URL and that it is public", status.StatusCode), err: err}
 		}
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return &failure{code: CodeTimeout, message: "the job's time limit ran out while downloading the source", err: err}
 	case safehttp.IsTimeout(err):
 		return &failure{code: CodeSourceUnreachable, message: "the source did not send the image within the download time limit", transient: true, err: err}
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:

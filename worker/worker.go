@@ -16,6 +16,7 @@ import (
 
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/metrics"
+	"github.com/thumbnailed/thumbnailed/retry"
 	"github.com/thumbnailed/thumbnailed/thumbnail"
 )
 
@@ -27,7 +28,15 @@ type Config struct {
 	MaxPixels       int64
 	ShutdownTimeout time.Duration
 	WakeOnEnqueue   bool
+	// RetrySchedule spaces the runs of a thumbnail job that failed
+	// transiently (a source answering 5xx, a dropped connection); nil
+	// means DefaultRetrySchedule. gocraft/work counts in whole seconds.
+	RetrySchedule retry.Schedule
 }
+
+// DefaultRetrySchedule: a transient failure is tried again after 2 s, 10 s
+// and 30 s before the job fails with source_unreachable.
+var DefaultRetrySchedule = retry.Schedule{2 * time.Second, 10 * time.Second, 30 * time.Second}
 
 // Fetcher downloads a source image (safehttp.Client in production).
 type Fetcher interface {
@@ -44,10 +53,6 @@ type Notifier interface {
 // maxCrashes is how many runs of one job may die before the job fails with
 // worker_crashed instead of taking down worker after worker.
 const maxCrashes = 3
-
-// thumbnailMaxFails is how many times gocraft/work runs a thumbnail job that
-// keeps failing transiently (a source answering 5xx, a timeout on connect).
-const thumbnailMaxFails = 4
 
 // Worker is one worker process's pool.
 type Worker struct {
@@ -71,9 +76,12 @@ func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue Enqueuer, fet
 	w := &Worker{log: logger, cfg: cfg, store: store, fetcher: fetcher, notifier: notifier, engine: engine, metrics: m}
 	w.sweeper = &sweeper{log: logger, store: store, queue: queue, staleAfter: cfg.StaleAfter, id: newSweeperID()}
 	w.pool = work.NewWorkerPool(struct{}{}, uint(cfg.Concurrency), store.Namespace(), store.Pool())
+	if w.cfg.RetrySchedule == nil {
+		w.cfg.RetrySchedule = DefaultRetrySchedule
+	}
 	w.pool.JobWithOptions(jobs.TypeThumbnail, work.JobOptions{
-		MaxFails: thumbnailMaxFails,
-		Backoff:  thumbnailBackoff,
+		MaxFails: uint(w.cfg.RetrySchedule.Attempts()),
+		Backoff:  w.backoff,
 	}, w.handleThumbnail)
 	// Deliveries schedule their own retries with EnqueueIn; a delivery
 	// handler fails its gocraft job only when the delivery has finally
@@ -83,16 +91,13 @@ func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue Enqueuer, fet
 	return w
 }
 
-// thumbnailBackoff spaces retries of transient failures: 2s, 10s, 30s.
-func thumbnailBackoff(j *work.Job) int64 {
-	switch j.Fails {
-	case 1:
-		return 2
-	case 2:
-		return 10
-	default:
-		return 30
+// backoff is the wait before the next run of a job that failed j.Fails times.
+func (w *Worker) backoff(j *work.Job) int64 {
+	d, ok := w.cfg.RetrySchedule.Delay(int(j.Fails))
+	if !ok {
+		d = w.cfg.RetrySchedule[len(w.cfg.RetrySchedule)-1]
 	}
+	return int64(d / time.Second)
 }
 
 // Start begins taking jobs, listens for wake-ups from enqueuers, and
