@@ -23,6 +23,7 @@ import (
 
 	"github.com/gocraft/work"
 
+	"github.com/thumbnailed/thumbnailed/config"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/metrics"
 	"github.com/thumbnailed/thumbnailed/retry"
@@ -42,15 +43,15 @@ const (
 	CodeInternal             = "internal_error"         // the message could not be built
 )
 
-// Defaults for zero Config fields.
+// Defaults for zero Config fields: the service's documented defaults.
 const (
-	DefaultMailFrom                 = "thumbnailed@localhost"
-	DefaultOutboxDir                = "./outbox"
-	DefaultCallbackTimeout          = 15 * time.Second
+	DefaultMailFrom                 = config.DefaultMailFrom
+	DefaultOutboxDir                = config.DefaultOutboxDir
+	DefaultCallbackTimeout          = config.DefaultCallbackTimeout
 	DefaultSMTPTimeout              = 30 * time.Second
-	DefaultEmailPerRecipientPerHour = 20
-	DefaultCallbackSchedule         = "5s,5m,30m,2h,5h,10h,10h"
-	DefaultEmailSchedule            = "1m,5m,30m,2h"
+	DefaultEmailPerRecipientPerHour = config.DefaultEmailPerRecipientHour
+	DefaultCallbackSchedule         = config.DefaultCallbackSchedule
+	DefaultEmailSchedule            = config.DefaultEmailSchedule
 )
 
 // bookkeeping limits each step around an attempt: claiming it in the
