@@ -17,6 +17,9 @@ const (
 	TypeDeliverCallback = "deliver_callback"
 	ArgJobID            = "job_id"
 	ArgAttempt          = "attempt"
+	// ArgWatchdog marks a delivery run queued only to check on an attempt
+	// that another run held.
+	ArgWatchdog = "watchdog"
 )
 
 // Queue puts work on the gocraft/work queues and wakes idle workers.
@@ -77,6 +80,17 @@ func (q *Queue) EnqueueDelivery(ctx context.Context, jobType, id string, attempt
 		return fmt.Errorf("enqueue %s %s: %w", jobType, id, err)
 	}
 	q.enqueued(jobType)
+	return nil
+}
+
+// EnqueueDeliveryCheck queues a run that only checks, after delay, that
+// attempt of a delivery held by another run has finished, and takes it over
+// if that run died.
+func (q *Queue) EnqueueDeliveryCheck(ctx context.Context, jobType, id string, attempt int, delay time.Duration) error {
+	secs := int64((delay + time.Second - 1) / time.Second)
+	if _, err := q.enq.EnqueueIn(jobType, secs, work.Q{ArgJobID: id, ArgAttempt: fmt.Sprint(attempt), ArgWatchdog: "1"}); err != nil {
+		return fmt.Errorf("enqueue check of %s %s: %w", jobType, id, err)
+	}
 	return nil
 }
 

@@ -213,10 +213,12 @@ const (
 const CodeWorkerCrashed = "worker_crashed"
 
 // Begin records the start of a run before any decoding happens. A run that
-// finds the job still marked processing knows the run before it died (the
-// queue re-runs such jobs without counting them); after maxCrashes such
-// deaths the job fails with worker_crashed instead of looping on a poison image.
-func (s *Store) Begin(ctx context.Context, id string, maxCrashes int) (*Job, BeginResult, error) {
+// finds the job still marked processing, with a heartbeat older than
+// staleAfter, knows the run before it died (the queue re-runs such jobs
+// without counting them); after maxCrashes such deaths the job fails with
+// worker_crashed instead of looping on a poison image. A run that finds
+// another run alive (a fresh heartbeat) is a duplicate and skips.
+func (s *Store) Begin(ctx context.Context, id string, maxCrashes int, staleAfter time.Duration) (*Job, BeginResult, error) {
 	result := Run
 	job, err := s.update(ctx, id, false, func(job *Job, tx redis.Conn) error {
 		now := s.now().UTC()
@@ -225,14 +227,18 @@ func (s *Store) Begin(ctx context.Context, id string, maxCrashes int) (*Job, Beg
 			return errSkip
 		}
 		if job.Status == StatusProcessing {
-			job.Crashes++
-			if job.Crashes >= maxCrashes {
-				result = Crashed
-				s.finish(job, tx, now, StatusFailed)
-				job.Error = &Error{Code: CodeWorkerCrashed, Message: fmt.Sprintf(
-					"the worker processing this image stopped unexpectedly %d times; the image may be too demanding to process", job.Crashes)}
-				return nil
+			if job.HeartbeatAt != nil && now.Sub(*job.HeartbeatAt) < staleAfter {
+				result = Skip
+				return errSkip
 			}
+			job.Crashes++
+		}
+		if job.Crashes >= maxCrashes {
+			result = Crashed
+			s.finish(job, tx, now, StatusFailed)
+			job.Error = &Error{Code: CodeWorkerCrashed, Message: fmt.Sprintf(
+				"the worker processing this image stopped unexpectedly %d times; the image may be too demanding to process", job.Crashes)}
+			return nil
 		}
 		result = Run
 		job.Status = StatusProcessing
@@ -357,13 +363,14 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 	return err
 }
 
-// Rescue claims a processing job whose heartbeat is older than staleBefore,
-// so that it can be queued again: its worker died. It restarts the heartbeat
-// clock, so the job is not rescued again before another stale period, and
-// reports whether this caller made the claim.
+// Rescue takes back a processing job whose heartbeat is older than
+// staleBefore, because its worker died: the death counts as a crash and the
+// job is queued again, out of the processing set, so it is not rescued twice
+// while it waits its turn. It reports whether this caller made the rescue;
+// the caller then puts the job on the queue.
 func (s *Store) Rescue(ctx context.Context, id string, staleBefore time.Time) (bool, error) {
 	rescued := false
-	_, err := s.update(ctx, id, true, func(job *Job, tx redis.Conn) error {
+	_, err := s.update(ctx, id, false, func(job *Job, tx redis.Conn) error {
 		if job.Status != StatusProcessing {
 			_ = tx.Send("ZREM", s.processingKey(), id)
 			return nil
@@ -372,9 +379,10 @@ func (s *Store) Rescue(ctx context.Context, id string, staleBefore time.Time) (b
 			return errSkip
 		}
 		rescued = true
-		now := s.now().UTC()
-		job.HeartbeatAt = &now
-		_ = tx.Send("ZADD", s.processingKey(), now.UnixMilli(), id)
+		job.Crashes++
+		job.Status = StatusQueued
+		job.HeartbeatAt = nil
+		_ = tx.Send("ZREM", s.processingKey(), id)
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {

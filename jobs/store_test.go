@@ -41,7 +41,7 @@ func TestJobLifecycle(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(string(up), "original")
 
-	job, begin, err := s.Begin(ctx, "j1", 3)
+	job, begin, err := s.Begin(ctx, "j1", 3, time.Minute)
 	is.NoErr(err)
 	is.Equal(begin, jobs.Run)
 	is.Equal(job.Status, jobs.StatusProcessing)
@@ -69,7 +69,7 @@ func TestJobLifecycle(t *testing.T) {
 	is.Equal(len(stale), 0)
 
 	// A late re-run (the reaper, a duplicate) changes nothing.
-	_, begin, err = s.Begin(ctx, "j1", 3)
+	_, begin, err = s.Begin(ctx, "j1", 3, time.Minute)
 	is.NoErr(err)
 	is.Equal(begin, jobs.Skip)
 	_, ended, err = s.Fail(ctx, "j1", "corrupt_image", "late")
@@ -88,11 +88,11 @@ func TestCrashedRunsEndTheJob(t *testing.T) {
 
 	// Each Begin that finds the job still processing means the run before died.
 	for i := 0; i < 3; i++ {
-		_, begin, err := s.Begin(ctx, "poison", 3)
+		_, begin, err := s.Begin(ctx, "poison", 3, 0)
 		is.NoErr(err)
 		is.Equal(begin, jobs.Run)
 	}
-	job, begin, err := s.Begin(ctx, "poison", 3)
+	job, begin, err := s.Begin(ctx, "poison", 3, 0)
 	is.NoErr(err)
 	is.Equal(begin, jobs.Crashed)
 	is.Equal(job.Status, jobs.StatusFailed)
@@ -106,7 +106,7 @@ func TestRequeueIsNotACrash(t *testing.T) {
 	s, _ := newStore(t, time.Hour)
 	is.NoErr(s.Create(ctx, queued("flaky"), nil))
 	for i := 0; i < 5; i++ {
-		_, begin, err := s.Begin(ctx, "flaky", 3)
+		_, begin, err := s.Begin(ctx, "flaky", 3, time.Minute)
 		is.NoErr(err)
 		is.Equal(begin, jobs.Run)
 		is.NoErr(s.Requeue(ctx, "flaky"))
@@ -150,7 +150,7 @@ func TestEverythingExpires(t *testing.T) {
 	ctx := context.Background()
 	s, r := newStore(t, 2*time.Second)
 	is.NoErr(s.Create(ctx, queued("short"), []byte("orig")))
-	_, _, err := s.Begin(ctx, "short", 3)
+	_, _, err := s.Begin(ctx, "short", 3, time.Minute)
 	is.NoErr(err)
 	_, _, err = s.Succeed(ctx, "short", jobs.Result{}, []byte("thumb"))
 	is.NoErr(err)
@@ -214,4 +214,49 @@ func TestRateLimiter(t *testing.T) {
 	ok, err = l.Allow("client-b")
 	is.NoErr(err)
 	is.True(ok) // clients are limited separately
+}
+
+func TestADuplicateRunSkipsWhileTheFirstIsAlive(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	s, _ := newStore(t, time.Hour)
+	is.NoErr(s.Create(ctx, queued("dup"), nil))
+	_, begin, err := s.Begin(ctx, "dup", 3, time.Minute)
+	is.NoErr(err)
+	is.Equal(begin, jobs.Run)
+	job, begin, err := s.Begin(ctx, "dup", 3, time.Minute)
+	is.NoErr(err)
+	is.Equal(begin, jobs.Skip) // the first run's heartbeat is fresh
+	is.Equal(job.Crashes, 0)   // and a duplicate is not a crash
+}
+
+func TestRescueQueuesAStaleJobOnce(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	s, _ := newStore(t, time.Hour)
+	is.NoErr(s.Create(ctx, queued("orphan"), nil))
+	_, _, err := s.Begin(ctx, "orphan", 3, time.Minute)
+	is.NoErr(err)
+
+	ok, err := s.Rescue(ctx, "orphan", time.Now().Add(-time.Minute))
+	is.NoErr(err)
+	is.True(!ok) // the heartbeat is fresh: not stale yet
+
+	ok, err = s.Rescue(ctx, "orphan", time.Now().Add(time.Second))
+	is.NoErr(err)
+	is.True(ok)
+	job, err := s.Get(ctx, "orphan")
+	is.NoErr(err)
+	is.Equal(job.Status, jobs.StatusQueued)
+	is.Equal(job.Crashes, 1)
+	stale, err := s.Stale(ctx, time.Now().Add(time.Hour))
+	is.NoErr(err)
+	is.Equal(len(stale), 0) // waiting in the queue, it is not rescued again
+
+	_, begin, err := s.Begin(ctx, "orphan", 3, time.Minute)
+	is.NoErr(err)
+	is.Equal(begin, jobs.Run)
+	job, err = s.Get(ctx, "orphan")
+	is.NoErr(err)
+	is.Equal(job.Crashes, 1) // the rescue counted the death once
 }

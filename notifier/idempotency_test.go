@@ -3,6 +3,7 @@ package notifier_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,8 +114,28 @@ func TestAnAttemptInProgressElsewhereIsLeftAlone(t *testing.T) {
 
 	is.NoErr(e.n.DeliverCallback(callbackAttempt(job.ID, 1)))
 	is.Equal(len(rc.received()), 0)
-	is.Equal(len(e.scheduled()), 0)
 	is.Equal(e.delivery(job.ID, jobs.ChannelCallback).Attempts, 1)
+	// A check comes back after the other run must have ended, in case its worker died.
+	checks := e.scheduled()
+	is.Equal(len(checks), 1)
+	is.Equal(checks[0].ArgString(jobs.ArgAttempt), "1")
+	is.Equal(checks[0].ArgString(jobs.ArgWatchdog), "1")
+	is.True(time.Until(time.Unix(checks[0].RunAt, 0)) > 10*time.Second)
+
+	// When the check runs and the attempt is still unfinished, it is counted
+	// failed and the next attempt is scheduled.
+	past := now.Add(-time.Hour)
+	_, err = e.store.UpdateDelivery(context.Background(), job.ID, jobs.ChannelCallback, func(_ *jobs.Job, d *jobs.Delivery) error {
+		d.LastAttemptAt = &past // the other run started long ago and never finished
+		return nil
+	})
+	is.NoErr(err)
+	is.NoErr(e.n.DeliverCallback(&work.Job{Name: jobs.TypeDeliverCallback, ID: "check", Args: map[string]interface{}{
+		jobs.ArgJobID: job.ID, jobs.ArgAttempt: "1", jobs.ArgWatchdog: "1"}}))
+	d := e.delivery(job.ID, jobs.ChannelCallback)
+	is.Equal(d.Status, jobs.DeliveryPending)
+	is.True(d.NextAttemptAt != nil)
+	is.True(strings.Contains(d.LastError, "interrupted"))
 }
 
 func TestAnExpiredJobOrABadJobArgumentIsHandled(t *testing.T) {

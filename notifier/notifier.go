@@ -237,6 +237,11 @@ type channel struct {
 	send     func(ctx context.Context, log *slog.Logger, job *jobs.Job) outcome
 }
 
+// held is the longest a run can hold an attempt: the claim sets
+// last_attempt_at, then the send takes at most longest and recording the
+// outcome at most bookkeeping. A run that holds it longer has died.
+func (ch channel) held() time.Duration { return ch.longest + bookkeeping }
+
 // outcome is how one attempt went.
 type outcome struct {
 	delivered bool
@@ -305,7 +310,12 @@ func (n *Notifier) handle(j *work.Job, ch channel) error {
 	// gocraft/work gives no context: the handler makes its own deadlines,
 	// one for each step, so a slow send never leaves the outcome unwritten.
 	ctx, cancel := context.WithTimeout(context.Background(), bookkeeping)
-	job, what, err := n.claim(ctx, ch, id, attempt)
+	var job *jobs.Job
+	var what decision
+	err = untilDone(ctx, func() (err error) {
+		job, what, err = n.claim(ctx, ch, id, attempt)
+		return err
+	})
 	cancel()
 	if errors.Is(err, jobs.ErrNotFound) {
 		log.Warn("job expired before its delivery; nothing to deliver")
@@ -315,10 +325,28 @@ func (n *Notifier) handle(j *work.Job, ch channel) error {
 		log.Error("could not read or claim the delivery", "error", err)
 		return fmt.Errorf("%s delivery of job %s attempt %d: %w", ch.name, id, attempt, err)
 	}
+	watchdog := j.ArgString(jobs.ArgWatchdog) != ""
 	switch what {
-	case doSkip, doWait:
+	case doSkip:
+		return nil
+	case doWait:
+		// Another run holds this attempt. If its worker dies, nothing would
+		// run the attempt again: come back once the run must have ended, and
+		// count it interrupted then if it has not.
+		d := job.Delivery(ch.name)
+		wait := ch.held() - n.now().Sub(*d.LastAttemptAt)
+		ctx, cancel := context.WithTimeout(context.Background(), bookkeeping)
+		defer cancel()
+		if err := n.queue.EnqueueDeliveryCheck(ctx, ch.jobType, id, attempt, max(wait, time.Second)); err != nil {
+			log.Error("could not queue a check of the attempt in progress", "error", err)
+			return err
+		}
 		return nil
 	case doReschedule:
+		if watchdog {
+			// The run this check watched finished and queued the next attempt itself.
+			return nil
+		}
 		d := job.Delivery(ch.name)
 		log.Info("attempt already finished; making sure the next one is queued", "next_attempt_at", d.NextAttemptAt)
 		ctx, cancel := context.WithTimeout(context.Background(), bookkeeping)
@@ -355,7 +383,7 @@ func (n *Notifier) claim(ctx context.Context, ch channel, id string, attempt int
 		return job, doSkip, nil
 	}
 	now := n.now().UTC()
-	inProgressFor := ch.longest + 2*bookkeeping
+	inProgressFor := ch.held()
 	var what decision
 	var seen jobs.Delivery
 	var status jobs.Status
@@ -414,7 +442,7 @@ func (n *Notifier) finish(log *slog.Logger, ch channel, id string, attempt int, 
 			o = failed(CodeRetriesExhausted, "gave up after %d attempts; the last one failed: %s", attempt, o.message)
 		}
 	}
-	_, err := n.store.UpdateDelivery(ctx, id, ch.name, func(_ *jobs.Job, d *jobs.Delivery) error {
+	record := func(_ *jobs.Job, d *jobs.Delivery) error {
 		if d.Status != jobs.DeliveryPending || d.Attempts != attempt || d.NextAttemptAt != nil {
 			return errNoChange // another run already recorded this attempt, or a later one started
 		}
@@ -430,6 +458,10 @@ func (n *Notifier) finish(log *slog.Logger, ch channel, id string, attempt int, 
 			d.NextAttemptAt, d.LastError = &next, o.message
 		}
 		return nil
+	}
+	err := untilDone(ctx, func() error {
+		_, err := n.store.UpdateDelivery(ctx, id, ch.name, record)
+		return err
 	})
 	if errors.Is(err, errNoChange) {
 		log.Warn("the delivery moved on while this attempt ran; outcome not recorded", "delivered", o.delivered, "last_error", o.message)
@@ -451,9 +483,28 @@ func (n *Notifier) finish(log *slog.Logger, ch channel, id string, attempt int, 
 	}
 	n.metrics.Delivery(ch.name, "retry")
 	log.Warn("attempt failed; will retry", "last_error", o.message, "next_attempt_in", delay.String())
-	if err := n.queue.EnqueueDelivery(ctx, ch.jobType, id, attempt+1, delay); err != nil {
+	if err := untilDone(ctx, func() error { return n.queue.EnqueueDelivery(ctx, ch.jobType, id, attempt+1, delay) }); err != nil {
 		log.Error("could not queue the next attempt", "error", err)
 		return err
 	}
 	return nil
+}
+
+// untilDone retries a step of bookkeeping whose Redis call failed (a restart,
+// a failover) until it succeeds or ctx ends: an attempt that was sent but
+// not recorded would otherwise stay pending for good.
+func untilDone(ctx context.Context, step func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := step()
+		if err == nil || errors.Is(err, errNoChange) || errors.Is(err, jobs.ErrNotFound) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }

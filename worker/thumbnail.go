@@ -52,7 +52,7 @@ func (w *Worker) handleThumbnail(j *work.Job) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.JobTimeout)
 	defer cancel()
 
-	job, begin, err := w.store.Begin(ctx, id, maxCrashes)
+	job, begin, err := w.store.Begin(ctx, id, maxCrashes, w.cfg.StaleAfter)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		log.Warn("job record expired before the job ran; dropping it")

@@ -197,15 +197,16 @@ func TestLogsDoNotCarryASourceURLsQuery(t *testing.T) {
 
 func TestAJobThatKeepsCrashingItsWorkerFails(t *testing.T) {
 	is := is.New(t)
-	w := start(t, worker.Config{})
+	w := start(t, worker.Config{StaleAfter: 50 * time.Millisecond})
 	req := jobs.Request{Source: jobs.SourceUpload, Width: 32, Fit: "contain", Format: "jpeg", Quality: 80}
 	job := &jobs.Job{ID: "poison", Status: jobs.StatusQueued, CreatedAt: time.Now().UTC(), Request: req}
 	is.NoErr(w.store.Create(context.Background(), job, photo(t)))
 	// Three runs began and never finished: their processes died.
 	for i := 0; i < 3; i++ {
-		_, _, err := w.store.Begin(context.Background(), "poison", 3)
+		_, _, err := w.store.Begin(context.Background(), "poison", 3, 0)
 		is.NoErr(err)
 	}
+	time.Sleep(100 * time.Millisecond) // the last run's heartbeat goes stale
 	is.NoErr(w.queue.EnqueueThumbnail(context.Background(), "poison"))
 	job = w.waitEnded(t, "poison", 10*time.Second)
 	is.Equal(job.Status, jobs.StatusFailed)
@@ -220,7 +221,7 @@ func TestTheSweeperRerunsAJobWhoseWorkerDied(t *testing.T) {
 	is.NoErr(w.store.Create(context.Background(), job, photo(t)))
 	// A run began on a worker that then died: the job is processing, its
 	// heartbeat stops, and no queue entry is left that this pool would see.
-	_, _, err := w.store.Begin(context.Background(), "orphan", 3)
+	_, _, err := w.store.Begin(context.Background(), "orphan", 3, 0)
 	is.NoErr(err)
 	began := time.Now()
 	job = w.waitEnded(t, "orphan", 10*time.Second)
