@@ -16,7 +16,8 @@ import (
 // decode decodes the pixels of an image whose header was already checked. It answers
 // one of three layouts the resize step reads directly: *image.YCbCr (JPEG photos),
 // *image.Gray, or a premultiplied *image.RGBA (everything else, alpha kept).
-func decode(format Format, src []byte, h Header) (image.Image, error) {
+func decode(src []byte, h Header) (image.Image, error) {
+	format := h.Format
 	var (
 		img image.Image
 		err error

@@ -2,11 +2,12 @@ package thumbnail
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"image"
 	"image/jpeg"
 	"image/png"
+
+	xwebp "golang.org/x/image/webp"
 )
 
 // Header is what the file says about itself, read without decoding any pixels.
@@ -68,7 +69,7 @@ func readJPEGHeader(src []byte) (Header, error) {
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(src))
 	if err != nil {
 		if process := jpegProcess(src); process != "" {
-			return Header{}, newError(CodeUnsupportedFormat, err, "the file is a %s JPEG image; this build decodes baseline and progressive JPEG only", process)
+			return Header{}, newError(CodeUnsupportedFormat, err, "the file is a JPEG image with %s coding; this build decodes baseline and progressive JPEG only", process)
 		}
 		var unsupported jpeg.UnsupportedError
 		if errors.As(err, &unsupported) {
@@ -80,7 +81,7 @@ func readJPEGHeader(src []byte) (Header, error) {
 }
 
 // jpegProcess names the coding process of a JPEG the standard decoder cannot read
-// ("lossless", "arithmetic-coded", "hierarchical"), or "" for baseline, progressive
+// ("lossless", "arithmetic", "hierarchical"), or "" for baseline, progressive
 // or a file whose frame header cannot be found.
 func jpegProcess(src []byte) string {
 	process := ""
@@ -91,7 +92,7 @@ func jpegProcess(src []byte) string {
 		case 0xc3, 0xc7, 0xcb, 0xcf:
 			process = "lossless"
 		case 0xc9, 0xca:
-			process = "arithmetic-coded"
+			process = "arithmetic"
 		case 0xc5, 0xc6, 0xcd, 0xce, 0xde:
 			process = "hierarchical"
 		default:
@@ -110,35 +111,12 @@ func readPNGHeader(src []byte) (Header, error) {
 	return Header{Format: FormatPNG, Width: cfg.Width, Height: cfg.Height}, nil
 }
 
-// readWebPHeader reads the size from the first chunk: the canvas of an extended
-// (VP8X) file, or the frame header of a simple lossy (VP8) or lossless (VP8L) one.
-// x/image/webp's DecodeConfig is not used: for a VP8X file with an ALPH chunk it
-// decodes the whole alpha plane, at the declared canvas size, before answering.
 func readWebPHeader(src []byte) (Header, error) {
-	h := Header{Format: FormatWebP}
-	found := false
-	webpChunks(src, func(id string, data []byte) bool {
-		u24 := func(b []byte) int { return int(b[0]) | int(b[1])<<8 | int(b[2])<<16 }
-		switch {
-		case id == "VP8X" && len(data) >= 10:
-			h.Width, h.Height = u24(data[4:])+1, u24(data[7:])+1
-			found = true
-		case id == "VP8 " && len(data) >= 10 && string(data[3:6]) == "\x9d\x01\x2a":
-			// A 3-byte frame tag and the start code, then 14-bit sizes (2 bits of scale).
-			h.Width = int(binary.LittleEndian.Uint16(data[6:]) & 0x3fff)
-			h.Height = int(binary.LittleEndian.Uint16(data[8:]) & 0x3fff)
-			found = true
-		case id == "VP8L" && len(data) >= 5 && data[0] == 0x2f:
-			bits := binary.LittleEndian.Uint32(data[1:])
-			h.Width, h.Height = int(bits&0x3fff)+1, int(bits>>14&0x3fff)+1
-			found = true
-		}
-		return false // the first chunk decides
-	})
-	if !found {
-		return Header{}, newError(CodeCorruptImage, nil, "the file is a damaged WebP image")
+	cfg, err := xwebp.DecodeConfig(bytes.NewReader(src))
+	if err != nil {
+		return Header{}, newError(CodeCorruptImage, err, "the file is a damaged WebP image")
 	}
-	return h, nil
+	return Header{Format: FormatWebP, Width: cfg.Width, Height: cfg.Height}, nil
 }
 
 // readGIFHeader reads the logical screen (the canvas) and the first image descriptor.

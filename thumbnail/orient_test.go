@@ -1,7 +1,12 @@
 package thumbnail
 
 import (
+	"bytes"
+	"context"
 	"image"
+	"image/png"
+	"regexp"
+	"strconv"
 	"testing"
 
 	"github.com/matryer/is"
@@ -75,4 +80,88 @@ func TestCrop(t *testing.T) {
 	is.Equal(got.RGBAAt(0, 0).R, uint8(2))
 	is.Equal(got.RGBAAt(2, 1).G, uint8(2))
 	is.Equal(crop(src, src.Rect), src) // the whole image is not copied
+}
+
+// Each exif-orientation set holds one picture stored in every EXIF orientation, with
+// the tag saying how to turn it upright. Every thumbnail of a set must match the
+// set's upright one; and, to show the comparison has teeth, must not match that
+// reference turned upside down.
+func TestEXIFOrientationComesOutUpright(t *testing.T) {
+	// Mean absolute differences, 0..255. The jmatsu set is a flat green card with
+	// small labels, so a wrong turn changes only a few per cent of its pixels.
+	const (
+		sameBelow      = 2.5 // two renderings of one picture
+		differentAbove = 3.5 // the picture against a wrong turn of it
+	)
+	sets := map[string]map[int]string{} // set name -> orientation -> file
+	name := regexp.MustCompile(`^exif-orientation/(.+)_(\d)\.(jpg|webp)$`)
+	for _, row := range readManifest(t) {
+		m := name.FindStringSubmatch(row.File)
+		if row.Category != "exif-orientation" || m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[2])
+		if sets[m[1]] == nil {
+			sets[m[1]] = map[int]string{}
+		}
+		sets[m[1]][n] = row.File
+	}
+	is.New(t).Equal(len(sets), 3)
+
+	thumb := func(t *testing.T, file string) *image.RGBA {
+		spec := Spec{Width: 64, Height: 64, Format: FormatPNG}
+		res, err := Make(context.Background(), readTestdata(t, file), spec)
+		is.New(t).NoErr(err)
+		checkOutput(t, res, spec)
+		img, err := png.Decode(bytes.NewReader(res.Data))
+		is.New(t).NoErr(err)
+		return toRGBA(img)
+	}
+	for set, files := range sets {
+		// The pillow WebP set has no orientation-1 file: its orientation-2 file is the
+		// reference, anchored by the JPEG sets (one orient function serves both).
+		refFile := files[1]
+		if refFile == "" {
+			refFile = files[2]
+		}
+		ref := thumb(t, refFile)
+		for n, file := range files {
+			t.Run(file, func(t *testing.T) {
+				is := is.New(t)
+				got := thumb(t, file)
+				is.Equal(got.Rect, ref.Rect) // upright shape
+				upright := meanAbsDiff(got, ref)
+				is.True(upright < sameBelow) // matches the upright picture
+				// Every other turn of the reference that has the same shape is much
+				// further away: a wrong orientation would not pass the check above.
+				for turn := 2; turn <= 8; turn++ {
+					wrong := orient(ref, turn)
+					if wrong.Rect != got.Rect {
+						continue
+					}
+					diff := meanAbsDiff(got, wrong)
+					t.Logf("%s orientation %d: %.1f against upright, %.1f against turn %d", set, n, upright, diff, turn)
+					is.True(diff > differentAbove)
+					is.True(diff > 3*upright)
+				}
+			})
+		}
+	}
+}
+
+// meanAbsDiff is the mean absolute difference of the colour channels, 0..255.
+func meanAbsDiff(a, b *image.RGBA) float64 {
+	if a.Rect != b.Rect {
+		return 255
+	}
+	var sum, n int
+	for i := range a.Pix {
+		if i%4 == 3 {
+			continue
+		}
+		d := int(a.Pix[i]) - int(b.Pix[i])
+		sum += max(d, -d)
+		n++
+	}
+	return float64(sum) / float64(n)
 }

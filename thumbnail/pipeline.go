@@ -110,7 +110,7 @@ func planGeometryStep(j *job) (err error) {
 }
 
 func decodeStep(j *job) (err error) {
-	j.img, err = decode(j.header.Format, j.src, j.header)
+	j.img, err = decode(j.src, j.header)
 	return err
 }
 

@@ -18,9 +18,10 @@ func TestShrinkFactor(t *testing.T) {
 	is.Equal(shrinkFactor(4224, 3168, 256, 192), 8) // 528x396 left for Lanczos3
 	is.Equal(shrinkFactor(2560, 3837, 171, 256), 7)
 	is.Equal(shrinkFactor(1920, 1280, 256, 171), 3)
-	is.Equal(shrinkFactor(400, 400, 256, 256), 1)  // too little to gain
-	is.Equal(shrinkFactor(100, 100, 400, 400), 1)  // enlarging
-	is.Equal(shrinkFactor(4000, 100, 100, 100), 1) // one side already near the target
+	is.Equal(shrinkFactor(400, 400, 256, 256), 1)         // too little to gain
+	is.Equal(shrinkFactor(100, 100, 400, 400), 1)         // enlarging
+	is.Equal(shrinkFactor(4000, 100, 100, 100), 1)        // one side already near the target
+	is.Equal(shrinkFactor(20000, 20000, 1, 1), maxShrink) // block sums stay within uint32
 }
 
 // randomYCbCr is a noisy photo stand-in with the given chroma subsampling.
