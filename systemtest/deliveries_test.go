@@ -91,7 +91,7 @@ func TestCallbackFailedDuringRedisOutageIsRetried(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the worker tries to record it meanwhile
 	r.Start()
 
-	delivered := eventually(20*time.Second, 100*time.Millisecond, func() bool {
+	delivered := eventually(40*time.Second, 100*time.Millisecond, func() bool {
 		_, d := rcv.counts()
 		return d > 0
 	})
@@ -135,7 +135,7 @@ func TestCallbackInterruptedByKilledWorkerIsRetried(t *testing.T) {
 	is.True(w1.WaitExit(5 * time.Second))
 	w2 := startProcess(t, "worker-2", "worker", env)
 
-	delivered := eventually(30*time.Second, 100*time.Millisecond, func() bool {
+	delivered := eventually(60*time.Second, 100*time.Millisecond, func() bool {
 		_, d := rcv.counts()
 		return d > 0
 	})
