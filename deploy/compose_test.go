@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/thumbnailed/thumbnailed/config"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 )
 
 // The repository root, seen from this package.
@@ -312,10 +312,10 @@ func TestComposeRolesRunTheRealBinary(t *testing.T) {
 				env[k] = v
 			}
 			env["THUMBNAILED_REDIS_URL"] = redisURL
-			env["THUMBNAILED_ADDR"] = freeAddr(t)
+			env["THUMBNAILED_ADDR"] = testnet.FreeAddr(t)
 			health := "http://" + env["THUMBNAILED_ADDR"]
 			if s.role() == config.RoleWebUI {
-				env["THUMBNAILED_WEBUI_ADDR"] = freeAddr(t)
+				env["THUMBNAILED_WEBUI_ADDR"] = testnet.FreeAddr(t)
 				health = "http://" + env["THUMBNAILED_WEBUI_ADDR"]
 			}
 			if _, err := config.Load(s.role(), getenv(env)); err != nil {
@@ -324,16 +324,6 @@ func TestComposeRolesRunTheRealBinary(t *testing.T) {
 			runUntilHealthyThenStop(t, bin, s.role(), env, health)
 		})
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func runUntilHealthyThenStop(t *testing.T, bin, role string, env map[string]string, base string) {

@@ -10,13 +10,13 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/thumbnailed/thumbnailed/internal/testlog"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/notifier"
@@ -33,7 +33,7 @@ type env struct {
 	store  *jobs.Store
 	queue  *jobs.Queue
 	n      *notifier.Notifier
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	client *safehttp.Client
 }
 
@@ -41,7 +41,7 @@ func newEnv(t *testing.T, cfg notifier.Config) *env {
 	t.Helper()
 	r := testredis.New(t) // THUMBNAILED_TEST_REDIS_URL, or an in-process miniredis
 	store := jobs.NewStore(r.Pool, r.Namespace, time.Hour)
-	e := &env{t: t, pool: r.Pool, ns: r.Namespace, store: store, queue: jobs.NewQueue(store), logs: &syncBuffer{}}
+	e := &env{t: t, pool: r.Pool, ns: r.Namespace, store: store, queue: jobs.NewQueue(store), logs: &testlog.Buffer{}}
 	e.client = safehttp.New(safehttp.Options{AllowPrivate: cfg.AllowPrivateNetworks})
 	e.start(cfg)
 	return e
@@ -185,24 +185,6 @@ func addDeliveries(job *jobs.Job) {
 	if job.Request.CallbackURL != "" {
 		job.Deliveries = append(job.Deliveries, jobs.Delivery{Channel: jobs.ChannelCallback, Target: view.MaskURL(job.Request.CallbackURL), Status: jobs.DeliveryPending})
 	}
-}
-
-// syncBuffer collects log lines from every goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func mustContain(t *testing.T, s, sub string) {

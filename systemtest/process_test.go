@@ -18,41 +18,13 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/testlog"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 )
 
 // webhookSecret signs every callback in these tests; the receiver verifies it.
 const webhookSecret = "whsec_c3lzdGVtdGVzdC1zZWNyZXQtMzItYnl0ZXMhISE="
-
-// syncBuffer collects a process's output; the copying goroutine of exec
-// writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// freeAddr finds a free loopback port. Another process could take it before
-// ours binds it; on a test machine that is rare enough.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func namespace() string { return "st-" + strings.ToLower(rand.Text()[:10]) }
 
@@ -80,7 +52,7 @@ type redisServer struct {
 	Port string
 	Dir  string
 	URL  string
-	Logs *syncBuffer
+	Logs *testlog.Buffer
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -89,8 +61,8 @@ type redisServer struct {
 
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(freeAddr(t))
-	r := &redisServer{t: t, Port: port, Dir: t.TempDir(), Logs: &syncBuffer{}}
+	_, port, _ := net.SplitHostPort(testnet.FreeAddr(t))
+	r := &redisServer{t: t, Port: port, Dir: t.TempDir(), Logs: &testlog.Buffer{}}
 	r.URL = "redis://127.0.0.1:" + port
 	r.Start()
 	t.Cleanup(func() {
@@ -188,7 +160,7 @@ type process struct {
 	Name string
 	Addr string
 	URL  string
-	Logs *syncBuffer
+	Logs *testlog.Buffer
 
 	cmd      *exec.Cmd
 	done     chan struct{}
@@ -225,10 +197,10 @@ func startProcess(t *testing.T, name, role string, env map[string]string, extra 
 		full[extra[i]] = extra[i+1]
 	}
 	if full["THUMBNAILED_ADDR"] == "" {
-		full["THUMBNAILED_ADDR"] = freeAddr(t)
+		full["THUMBNAILED_ADDR"] = testnet.FreeAddr(t)
 	}
 	if full["THUMBNAILED_WEBUI_ADDR"] == "" {
-		full["THUMBNAILED_WEBUI_ADDR"] = freeAddr(t)
+		full["THUMBNAILED_WEBUI_ADDR"] = testnet.FreeAddr(t)
 	}
 	var environ []string
 	for _, kv := range os.Environ() {
@@ -239,7 +211,7 @@ func startProcess(t *testing.T, name, role string, env map[string]string, extra 
 	for k, v := range full {
 		environ = append(environ, k+"="+v)
 	}
-	p := &process{t: t, Name: name, Addr: full["THUMBNAILED_ADDR"], Logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &process{t: t, Name: name, Addr: full["THUMBNAILED_ADDR"], Logs: &testlog.Buffer{}, done: make(chan struct{})}
 	p.URL = "http://" + p.Addr
 	p.cmd = exec.Command(binary, role)
 	p.cmd.Env = environ

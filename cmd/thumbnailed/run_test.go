@@ -9,53 +9,25 @@ import (
 	_ "image/jpeg"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testlog"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
 )
-
-// syncBuffer collects the service's log lines from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // service is the real program started through run() on a free port.
 type service struct {
 	URL  string
-	Logs *syncBuffer
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	Logs *testlog.Buffer
 }
 
 // startService runs role with env on top of test defaults: the real Redis
@@ -65,10 +37,10 @@ func freeAddr(t *testing.T) string {
 func startService(t *testing.T, role string, env map[string]string) *service {
 	t.Helper()
 	full := map[string]string{
-		"THUMBNAILED_ADDR":                   freeAddr(t),
+		"THUMBNAILED_ADDR":                   testnet.FreeAddr(t),
 		"THUMBNAILED_ALLOW_PRIVATE_NETWORKS": "true",
 		"THUMBNAILED_OUTBOX_DIR":             t.TempDir(),
-		"THUMBNAILED_WEBUI_ADDR":             freeAddr(t),
+		"THUMBNAILED_WEBUI_ADDR":             testnet.FreeAddr(t),
 		"THUMBNAILED_SHUTDOWN_TIMEOUT":       "10s",
 		"THUMBNAILED_LOG_LEVEL":              "debug",
 		// Tests poll fast; the rate limit has tests of its own.
@@ -83,7 +55,7 @@ func startService(t *testing.T, role string, env map[string]string) *service {
 	for k, v := range env {
 		full[k] = v
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
