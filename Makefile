@@ -32,6 +32,19 @@ test-vips:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x -tags '$(TAGS)' ./thumbnail/
 
+# Load-test a RUNNING service with cmd/thumbload (it starts only its callback
+# receiver). Start the service with THUMBNAILED_ALLOW_PRIVATE_NETWORKS=true
+# (callbacks go to 127.0.0.1) and THUMBNAILED_RATE_LIMIT/BURST high enough for
+# the load. E.g. make load LOAD_ARGS='-n 100 -c 8 -pid 1234', or idle pickup:
+# make load LOAD_IMAGES=thumbnail/testdata/photos/go-video-001.jpeg LOAD_ARGS='-idle 10s -repeat 5'
+LOAD_ADDR   ?= http://127.0.0.1:8080
+LOAD_KEY    ?=
+LOAD_IMAGES ?= thumbnail/testdata/photos/IMG_9424.JPG,thumbnail/testdata/photos/Dragonfly_by_Bolly.jpg
+LOAD_ARGS   ?= -n 40 -c 4
+
+load:
+	$(GO) run ./cmd/thumbload -addr '$(LOAD_ADDR)' -key '$(LOAD_KEY)' -secret '$(THUMBNAILED_WEBHOOK_SECRET)' -images '$(LOAD_IMAGES)' $(LOAD_ARGS)
+
 fuzz:
 	./.ci/fuzz $(FUZZTIME)
 

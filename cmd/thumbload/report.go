@@ -1,0 +1,223 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// percentile is the nearest-rank percentile (0 < p <= 100) of sorted
+// durations: the smallest value at or below which p% of them lie. It
+// returns 0 for no values.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(n)))
+	rank = min(max(rank, 1), n)
+	return sorted[rank-1]
+}
+
+// latencies summarises durations in milliseconds.
+type latencies struct {
+	N   int     `json:"n"`
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+func summarise(ds []time.Duration) *latencies {
+	if len(ds) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	return &latencies{
+		N:   len(sorted),
+		P50: ms(percentile(sorted, 50)),
+		P95: ms(percentile(sorted, 95)),
+		P99: ms(percentile(sorted, 99)),
+		Max: ms(sorted[len(sorted)-1]),
+	}
+}
+
+func (l *latencies) String() string {
+	if l == nil {
+		return "no values"
+	}
+	return fmt.Sprintf("p50 %s  p95 %s  p99 %s  max %s ms (n=%d)",
+		num(l.P50), num(l.P95), num(l.P99), num(l.Max), l.N)
+}
+
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+
+func msList(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = ms(d)
+	}
+	return out
+}
+
+func num(f float64) string { return fmt.Sprintf("%.1f", f) }
+
+// summary is everything one run measured; it prints as lines for people and
+// as one JSON object for scripts.
+type summary struct {
+	Mode    string `json:"mode"` // load or idle
+	Service string `json:"service"`
+	Width   int    `json:"width"`
+	Sources int    `json:"sources"`
+
+	Submitted          int               `json:"submitted"`
+	Accepted           int               `json:"accepted"`
+	Succeeded          int               `json:"succeeded"`
+	Failed             int               `json:"failed"`
+	Missing            int               `json:"missing_callbacks"`
+	SubmitErrors       map[string]int    `json:"submit_errors,omitempty"` // by HTTP status, or "transport"
+	submitErrorSamples map[string]string // one detail per kind, for people
+	FailedByCode       map[string]int    `json:"failed_by_code,omitempty"`
+	BadSignatures      int               `json:"bad_signatures"`
+	DuplicateCallbacks int               `json:"duplicate_callbacks"`
+	MalformedCallbacks int               `json:"malformed_callbacks"`
+	SignaturesChecked  bool              `json:"signatures_checked"`
+
+	// load mode
+	Concurrency   int     `json:"concurrency,omitempty"`
+	SubmitSeconds float64 `json:"submit_seconds,omitempty"` // first submit to last answer
+	Seconds       float64 `json:"seconds,omitempty"`        // first submit to last callback
+	JobsPerSecond float64 `json:"jobs_per_second,omitempty"`
+
+	Latency *latencies `json:"submit_to_callback_ms,omitempty"` // succeeded jobs
+
+	Idle *idleReport `json:"idle,omitempty"`
+	RSS  *rssReport  `json:"rss,omitempty"`
+}
+
+// idleReport is -idle mode's extra: every repeat, and the same submit→succeeded
+// seen by polling GET status, and by the job record's own clock.
+type idleReport struct {
+	IdleSeconds      float64    `json:"idle_seconds"`
+	Repeats          int        `json:"repeats"`
+	PollIntervalMS   float64    `json:"poll_interval_ms"`
+	CallbackMS       []float64  `json:"callback_ms"`
+	PollMS           []float64  `json:"poll_ms"`
+	PickupMS         []float64  `json:"server_pickup_ms"` // started_at - created_at
+	Poll             *latencies `json:"submit_to_succeeded_poll_ms,omitempty"`
+	Pickup           *latencies `json:"server_pickup_ms_summary,omitempty"`
+	RateLimitedPolls int        `json:"rate_limited_polls"`
+}
+
+func newSummary(mode string) *summary {
+	return &summary{
+		Mode:               mode,
+		SubmitErrors:       map[string]int{},
+		submitErrorSamples: map[string]string{},
+		FailedByCode:       map[string]int{},
+	}
+}
+
+func (s *summary) submitFailed(err error) {
+	kind, detail := "transport", err.Error()
+	if se, ok := err.(*submitError); ok {
+		kind, detail = se.kind, se.detail
+	}
+	s.SubmitErrors[kind]++
+	if _, ok := s.submitErrorSamples[kind]; !ok {
+		s.submitErrorSamples[kind] = detail
+	}
+}
+
+func (s *summary) receiverCounts(rc *receiver) {
+	s.BadSignatures, s.DuplicateCallbacks, s.MalformedCallbacks = rc.counts()
+	s.SignaturesChecked = rc.secret != ""
+}
+
+func (s *summary) print(w io.Writer) {
+	fmt.Fprintf(w, "mode %s, service %s, width %d, %d source(s)\n", s.Mode, s.Service, s.Width, s.Sources)
+	fmt.Fprintf(w, "submitted %d, accepted %d, succeeded %d, failed %d, missing callbacks %d\n",
+		s.Submitted, s.Accepted, s.Succeeded, s.Failed, s.Missing)
+	if s.Mode == "load" {
+		fmt.Fprintf(w, "concurrency %d; submit phase %.3f s (first submit to last answer)\n", s.Concurrency, s.SubmitSeconds)
+		fmt.Fprintf(w, "throughput %.2f jobs/s (%d succeeded in %.3f s, first submit to last callback)\n",
+			s.JobsPerSecond, s.Succeeded, s.Seconds)
+	}
+	if s.Idle == nil {
+		fmt.Fprintf(w, "submit->callback (succeeded jobs) %s\n", s.Latency)
+	} else {
+		fmt.Fprintf(w, "idle %g s before each of %d submissions\n", s.Idle.IdleSeconds, s.Idle.Repeats)
+		fmt.Fprintf(w, "  submit->succeeded (callback):         %s\n", s.Latency)
+		fmt.Fprintf(w, "  submit->succeeded (GET every %s ms): %s\n", num(s.Idle.PollIntervalMS), s.Idle.Poll)
+		fmt.Fprintf(w, "  server pickup (started_at-created_at): %s\n", s.Idle.Pickup)
+		fmt.Fprintf(w, "  each, callback ms: %v\n", s.Idle.CallbackMS)
+		fmt.Fprintf(w, "  each, poll ms:     %v\n", s.Idle.PollMS)
+		if s.Idle.RateLimitedPolls > 0 {
+			fmt.Fprintf(w, "  WARNING: %d status polls answered 429: raise THUMBNAILED_RATE_LIMIT/BURST, the poll figures are late\n", s.Idle.RateLimitedPolls)
+		}
+	}
+	if s.RSS != nil {
+		for _, p := range s.RSS.Processes {
+			fmt.Fprintf(w, "rss pid %d: peak %s MiB sampled every 50 ms (%d samples), VmHWM %s MiB (peak since the process started)\n",
+				p.PID, num(p.PeakMiB), s.RSS.Samples, num(p.HWMMiB))
+		}
+		if len(s.RSS.Processes) > 1 {
+			fmt.Fprintf(w, "rss all %d processes: peak of the sum %s MiB\n", len(s.RSS.Processes), num(s.RSS.PeakTotalMiB))
+		}
+	}
+	sig := "not checked (no -secret)"
+	if s.SignaturesChecked {
+		sig = fmt.Sprintf("checked, %d bad", s.BadSignatures)
+	}
+	fmt.Fprintf(w, "callback signatures %s; %d duplicate, %d malformed callbacks\n", sig, s.DuplicateCallbacks, s.MalformedCallbacks)
+	for _, k := range sortedKeys(s.SubmitErrors) {
+		fmt.Fprintf(w, "submit error %s x%d: %s\n", k, s.SubmitErrors[k], s.submitErrorSamples[k])
+	}
+	for _, k := range sortedKeys(s.FailedByCode) {
+		fmt.Fprintf(w, "failed job %s x%d\n", k, s.FailedByCode[k])
+	}
+}
+
+// problems is a sentence when the run was not clean, else "".
+func (s *summary) problems() string {
+	var p []string
+	if n := sumValues(s.SubmitErrors); n > 0 {
+		p = append(p, fmt.Sprintf("%d submits not accepted", n))
+	}
+	if s.Failed > 0 {
+		p = append(p, fmt.Sprintf("%d jobs failed", s.Failed))
+	}
+	if s.Missing > 0 {
+		p = append(p, fmt.Sprintf("%d callbacks missing after -timeout", s.Missing))
+	}
+	if s.BadSignatures > 0 {
+		p = append(p, fmt.Sprintf("%d callbacks with a bad signature", s.BadSignatures))
+	}
+	if s.MalformedCallbacks > 0 {
+		p = append(p, fmt.Sprintf("%d malformed callbacks", s.MalformedCallbacks))
+	}
+	return strings.Join(p, ", ")
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func sumValues(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
