@@ -1,5 +1,3 @@
-//go:build !vips
-
 package thumbnail
 
 import (
@@ -8,11 +6,10 @@ import (
 	"runtime"
 )
 
-// Default is the engine Make uses: in this build, the pure-Go one.
-var Default Engine = goEngine{}
-
 // goEngine decodes with the standard library and golang.org/x/image, resizes with
-// nfnt/resize (Lanczos3) and encodes WebP with libwebp compiled to WebAssembly.
+// nfnt/resize (Lanczos3) and encodes WebP with libwebp compiled to WebAssembly. It is
+// Default without the vips build tag (default_go.go); the vips build keeps it too, so
+// tests can hold the two engines side by side.
 type goEngine struct{}
 
 func (goEngine) Name() string    { return "go" }

@@ -88,10 +88,11 @@ func TestCrop(t *testing.T) {
 // reference turned upside down.
 func TestEXIFOrientationComesOutUpright(t *testing.T) {
 	// Mean absolute differences, 0..255. The jmatsu set is a flat green card with
-	// small labels, so a wrong turn changes only a few per cent of its pixels.
+	// small labels, so a wrong turn changes only a few per cent of its pixels (3.3
+	// for a mirror image with libvips's softer resampling).
 	const (
 		sameBelow      = 2.5 // two renderings of one picture
-		differentAbove = 3.5 // the picture against a wrong turn of it
+		differentAbove = 3.0 // the picture against a wrong turn of it
 	)
 	sets := map[string]map[int]string{} // set name -> orientation -> file
 	name := regexp.MustCompile(`^exif-orientation/(.+)_(\d)\.(jpg|webp)$`)

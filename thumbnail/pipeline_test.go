@@ -69,7 +69,7 @@ func TestMakeResult(t *testing.T) {
 	is.Equal(res.Format, FormatWebP)
 	is.Equal(res.ContentType, "image/webp")
 	is.Equal([2]int{res.Width, res.Height}, [2]int{100, 100})
-	is.True(strings.HasPrefix(res.Engine, "go/go1."))
+	is.Equal(res.Engine, Default.Name()+"/"+Default.Version())
 }
 
 // stripes is a PNG of three vertical stripes, red, green and blue, w x h.
@@ -152,17 +152,19 @@ func TestAnimatedWebPFrameMustFitTheCanvas(t *testing.T) {
 	is.Equal(CodeOf(err), CodeCorruptImage)
 }
 
-func TestDefaultEngine(t *testing.T) {
+func TestGoEngine(t *testing.T) {
 	is := is.New(t)
-	is.Equal(Default.Name(), "go")
+	e := goEngine{}
+	is.Equal(e.Name(), "go")
+	is.True(strings.HasPrefix(e.Version(), "go1."))
 	for _, f := range []Format{FormatJPEG, FormatPNG, FormatGIF, FormatWebP} {
-		is.True(Default.Accepts(f))
+		is.True(e.Accepts(f))
 	}
 	for _, f := range []Format{FormatTIFF, FormatAVIF, FormatHEIC} {
-		is.True(!Default.Accepts(f))
+		is.True(!e.Accepts(f))
 	}
 	for _, f := range []Format{FormatJPEG, FormatPNG, FormatWebP} {
-		is.True(Default.Encodes(f))
+		is.True(e.Encodes(f))
 	}
-	is.True(!Default.Encodes(FormatGIF))
+	is.True(!e.Encodes(FormatGIF))
 }

@@ -57,12 +57,12 @@ func TestSniff(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(f, FormatGIF)
 
-	_, err = Sniff([]byte("II*\x00\x08\x00\x00\x00"))
+	_, err = sniffFor(goEngine{}, []byte("II*\x00\x08\x00\x00\x00"))
 	is.Equal(CodeOf(err), CodeUnsupportedFormat)
 	is.Equal(err.Error(), "the file is a TIFF image; this build accepts JPEG, PNG, GIF and WebP")
 
 	_, err = Sniff(nil)
-	is.Equal(err.Error(), "the file is empty; this build accepts JPEG, PNG, GIF and WebP")
+	is.Equal(err.Error(), "the file is empty; this build accepts "+acceptedList(Default))
 
 	_, err = Sniff([]byte("\x89PQG\r\n\x1a\n\x00\x00\x00\x0dIHDR"))
 	is.Equal(CodeOf(err), CodeCorruptImage) // a PNG mangled in transit, not another format
@@ -70,7 +70,7 @@ func TestSniff(t *testing.T) {
 
 func TestAcceptedListFollowsTheEngine(t *testing.T) {
 	is := is.New(t)
-	is.Equal(acceptedList(Default), "JPEG, PNG, GIF and WebP")
+	is.Equal(acceptedList(goEngine{}), "JPEG, PNG, GIF and WebP")
 	is.Equal(acceptedList(acceptOnly{FormatPNG}), "PNG")
 	is.Equal(acceptedList(acceptOnly{FormatTIFF, FormatJPEG}), "JPEG and TIFF")
 	_, err := sniffFor(acceptOnly{FormatPNG}, []byte("\xff\xd8\xff\xe0"))

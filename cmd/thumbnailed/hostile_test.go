@@ -87,6 +87,11 @@ var hostileWants = map[string]hostileWant{
 	"hostile/truncated/sharp-truncated.jpg":                                     {"corrupt_image", false},
 }
 
+// hostileOverlooked lists the files whose one defect the engine's decoder skips on
+// purpose: it makes a thumbnail where the manifest says reject. Set per engine
+// (hostile_vips_test.go).
+var hostileOverlooked = map[string]bool{}
+
 // hostileManifestRow is one line of testdata/MANIFEST.tsv.
 type hostileManifestRow struct {
 	File, Category, Format, Expected string
@@ -141,7 +146,7 @@ func hostileRows(t *testing.T) []hostileManifestRow {
 			return nil
 		}
 		// The table says what the manifest says, for this engine.
-		thumbnail := strings.HasPrefix(row.Expected, "thumbnail")
+		thumbnail := strings.HasPrefix(row.Expected, "thumbnail") || hostileOverlooked[rel]
 		if thumbnail != (want.code == "") {
 			t.Errorf("%s: hostileWants says %q but the manifest says %q", rel, want.code, row.Expected)
 		}
