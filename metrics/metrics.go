@@ -39,7 +39,7 @@ func New(namespace string, pool *redis.Pool) *Metrics {
 		}, []string{"type", "outcome", "code"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "thumbnailed_job_stage_duration_seconds",
-			Help:    "Time spent in each stage of a thumbnail job: fetch, decode_resize, encode, total.",
+			Help:    "Time spent in each stage of a thumbnail job: fetch, decode_resize, encode (decode_resize_encode with libvips, which streams them as one pass), total.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"stage"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -44,5 +44,6 @@ func (e goEngine) Make(ctx context.Context, src []byte, spec Spec) (Result, erro
 		Width:       size.X,
 		Height:      size.Y,
 		Engine:      e.Name() + "/" + e.Version(),
+		Timings:     j.timings,
 	}, nil
 }

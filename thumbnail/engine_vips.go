@@ -63,6 +63,7 @@ func (e vipsEngine) Make(ctx context.Context, src []byte, spec Spec) (Result, er
 		Width:       j.geometry.Crop.Dx(),
 		Height:      j.geometry.Crop.Dy(),
 		Engine:      e.Name() + "/" + e.Version(),
+		Timings:     j.timings,
 	}, nil
 }
 
@@ -80,13 +81,13 @@ type vipsJob struct {
 // and both give the same size to the pixel.
 func (v *vipsJob) pipeline(ctx context.Context) []step {
 	return []step{
-		{"check the spec", checkSpec},
-		{"read the header", readHeaderStep}, // sniff the format, then its dimensions
-		{"guard the pixel count", guardPixels},
-		{"open with libvips", v.open}, // the header again, and the orientation
-		{"plan the geometry", planGeometryStep},
-		{"set up shrink-on-load, orient, sRGB, crop, flatten", v.build},
-		{"decode and encode", func(*job) error { return v.save(ctx) }},
+		{"check the spec", checkSpec, StagePrepare},
+		{"read the header", readHeaderStep, StagePrepare}, // sniff the format, then its dimensions
+		{"guard the pixel count", guardPixels, StagePrepare},
+		{"open with libvips", v.open, StagePrepare}, // the header again, and the orientation
+		{"plan the geometry", planGeometryStep, StagePrepare},
+		{"set up shrink-on-load, orient, sRGB, crop, flatten", v.build, StagePrepare},
+		{"decode and encode", func(*job) error { return v.save(ctx) }, StageDecodeResizeEncode},
 	}
 }
 

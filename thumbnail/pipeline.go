@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"time"
 )
 
 // job is what flows through the pipeline: each step reads what the earlier steps
@@ -19,28 +20,40 @@ type job struct {
 	geometry    geometry // in upright coordinates
 	img         image.Image
 	out         []byte
+	timings     map[string]time.Duration
 }
 
 type step struct {
 	name string
 	run  func(*job) error
+	// stage is where Result.Timings counts the step's time.
+	stage string
 }
+
+// Stages that Result.Timings reports. libvips decodes, resizes and encodes in
+// one streaming pass, so its engine reports them as one stage.
+const (
+	StagePrepare            = "prepare" // sniff, header, pixel guard, geometry
+	StageDecodeResize       = "decode_resize"
+	StageEncode             = "encode"
+	StageDecodeResizeEncode = "decode_resize_encode"
+)
 
 // goPipeline is the pure-Go engine, top to bottom. Nothing is decoded before the
 // header has passed the pixel guard, and the image is turned upright only after it
 // has been scaled down: rotating a 256 px thumbnail instead of a 12 MP photo.
 var goPipeline = []step{
-	{"check the spec", checkSpec},
-	{"read the header", readHeaderStep}, // sniff the format, then its dimensions
-	{"guard the pixel count", guardPixels},
-	{"read the orientation", readOrientation},
-	{"plan the geometry", planGeometryStep},
-	{"decode", decodeStep},
-	{"resize", resizeStep},
-	{"orient", orientStep},
-	{"crop", cropStep},
-	{"flatten", flattenStep},
-	{"encode", encodeStep},
+	{"check the spec", checkSpec, StagePrepare},
+	{"read the header", readHeaderStep, StagePrepare}, // sniff the format, then its dimensions
+	{"guard the pixel count", guardPixels, StagePrepare},
+	{"read the orientation", readOrientation, StagePrepare},
+	{"plan the geometry", planGeometryStep, StagePrepare},
+	{"decode", decodeStep, StageDecodeResize},
+	{"resize", resizeStep, StageDecodeResize},
+	{"orient", orientStep, StageDecodeResize},
+	{"crop", cropStep, StageDecodeResize},
+	{"flatten", flattenStep, StageDecodeResize},
+	{"encode", encodeStep, StageEncode},
 }
 
 // runPipeline runs the steps in order, honouring the context's deadline between steps.
@@ -49,9 +62,14 @@ func runPipeline(ctx context.Context, j *job, steps []step) error {
 		if err := ctx.Err(); err != nil {
 			return errTimeout(err)
 		}
+		start := time.Now()
 		if err := runStep(j, s); err != nil {
 			return err
 		}
+		if j.timings == nil {
+			j.timings = map[string]time.Duration{}
+		}
+		j.timings[s.stage] += time.Since(start)
 	}
 	return nil
 }

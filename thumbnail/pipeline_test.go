@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +42,8 @@ func TestPipelineStopsBetweenStepsOnceTheContextIsDone(t *testing.T) {
 	defer cancel()
 	var ran []string
 	steps := []step{
-		{"first", func(*job) error { ran = append(ran, "first"); cancel(); return nil }},
-		{"second", func(*job) error { ran = append(ran, "second"); return nil }},
+		{"first", func(*job) error { ran = append(ran, "first"); cancel(); return nil }, StagePrepare},
+		{"second", func(*job) error { ran = append(ran, "second"); return nil }, StagePrepare},
 	}
 	err := runPipeline(ctx, &job{}, steps)
 	is.Equal(CodeOf(err), CodeTimeout)
@@ -55,7 +56,7 @@ func TestPipelineTurnsAPanicIntoCorruptImage(t *testing.T) {
 		var m *image.RGBA
 		_ = m.Pix[0] // what a decoder bug looks like
 		return nil
-	}}}
+	}, StageDecodeResize}}
 	err := runPipeline(context.Background(), &job{}, steps)
 	is.Equal(CodeOf(err), CodeCorruptImage)
 	is.True(errors.Is(err, errPanicked))
@@ -167,4 +168,19 @@ func TestGoEngine(t *testing.T) {
 		is.True(e.Encodes(f))
 	}
 	is.True(!e.Encodes(FormatGIF))
+}
+
+func TestMakeReportsTheTimeOfEachStage(t *testing.T) {
+	is := is.New(t)
+	src, err := os.ReadFile("testdata/photos/go-video-001.jpeg")
+	is.NoErr(err)
+	res, err := Make(context.Background(), src, Spec{Width: 32})
+	is.NoErr(err)
+	is.True(res.Timings[StagePrepare] > 0)
+	if Default.Name() == "vips" {
+		is.True(res.Timings[StageDecodeResizeEncode] > 0) // libvips streams all three as one pass
+	} else {
+		is.True(res.Timings[StageDecodeResize] > 0)
+		is.True(res.Timings[StageEncode] > 0)
+	}
 }

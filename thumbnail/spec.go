@@ -3,6 +3,7 @@ package thumbnail
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Fit says how the source is fitted into the requested box.
@@ -58,6 +59,9 @@ type Result struct {
 	Width       int
 	Height      int
 	Engine      string // engine name and version, e.g. "go/go1.26.8"
+	// Timings is the time spent per stage (StagePrepare, StageDecodeResize,
+	// StageEncode; StageDecodeResizeEncode with libvips), for metrics.
+	Timings map[string]time.Duration
 }
 
 // Validate reports every bad value at once, as one *Error with CodeInvalidSpec.

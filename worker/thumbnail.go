@@ -174,6 +174,9 @@ func (w *Worker) run(ctx context.Context, job *jobs.Job) (jobs.Result, []byte, *
 	if err != nil {
 		return jobs.Result{}, nil, pipelineFailure(err)
 	}
+	for stage, d := range res.Timings {
+		w.metrics.Stage(stage, d)
+	}
 	return jobs.Result{
 		Width:       res.Width,
 		Height:      res.Height,
