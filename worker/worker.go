@@ -54,7 +54,11 @@ type Notifier interface {
 // worker_crashed instead of taking down worker after worker.
 const maxCrashes = 3
 
-// Worker is one worker process's pool.
+// Worker is one worker process: Concurrency lanes, each a gocraft/work pool
+// of one worker, so that a wake-up reaches every idle lane at once. (A pool's
+// Drain returns only when all its workers have found the queue empty: with
+// one pool of N workers, a busy worker held the drain and the idle ones slept
+// through the wake-ups that came meanwhile, for up to 5 s.)
 type Worker struct {
 	log      *slog.Logger
 	cfg      Config
@@ -63,31 +67,42 @@ type Worker struct {
 	notifier Notifier
 	engine   thumbnail.Engine
 	metrics  *metrics.Metrics
-	pool     *work.WorkerPool
+	lanes    []*lane
 
-	sweeper  *sweeper
-	draining atomic.Bool
-	stopBg   context.CancelFunc
-	bgDone   sync.WaitGroup
+	sweeper *sweeper
+	stopBg  context.CancelFunc
+	bgDone  sync.WaitGroup
+}
+
+// lane is one gocraft/work pool of one worker.
+type lane struct {
+	pool *work.WorkerPool
+	// draining guards against overlapping drains of the pool, which gocraft/work
+	// does not survive (a drain may then wait for good); woken records a
+	// wake-up that came during a drain, so the lane drains once more after it.
+	draining, woken atomic.Bool
 }
 
 // New builds the pool and registers every job type.
 func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue Enqueuer, fetcher Fetcher, notifier Notifier, engine thumbnail.Engine, m *metrics.Metrics) *Worker {
 	w := &Worker{log: logger, cfg: cfg, store: store, fetcher: fetcher, notifier: notifier, engine: engine, metrics: m}
 	w.sweeper = &sweeper{log: logger, store: store, queue: queue, staleAfter: cfg.StaleAfter, id: newSweeperID()}
-	w.pool = work.NewWorkerPool(struct{}{}, uint(cfg.Concurrency), store.Namespace(), store.Pool())
 	if w.cfg.RetrySchedule == nil {
 		w.cfg.RetrySchedule = DefaultRetrySchedule
 	}
-	w.pool.JobWithOptions(jobs.TypeThumbnail, work.JobOptions{
-		MaxFails: uint(w.cfg.RetrySchedule.Attempts()),
-		Backoff:  w.backoff,
-	}, w.handleThumbnail)
-	// Deliveries schedule their own retries with EnqueueIn; a delivery
-	// handler fails its gocraft job only when the delivery has finally
-	// failed, so it lands in the dead set at once.
-	w.pool.JobWithOptions(jobs.TypeDeliverEmail, work.JobOptions{MaxFails: 1}, notifier.DeliverEmail)
-	w.pool.JobWithOptions(jobs.TypeDeliverCallback, work.JobOptions{MaxFails: 1}, notifier.DeliverCallback)
+	for range max(cfg.Concurrency, 1) {
+		pool := work.NewWorkerPool(struct{}{}, 1, store.Namespace(), store.Pool())
+		pool.JobWithOptions(jobs.TypeThumbnail, work.JobOptions{
+			MaxFails: uint(w.cfg.RetrySchedule.Attempts()),
+			Backoff:  w.backoff,
+		}, w.handleThumbnail)
+		// Deliveries schedule their own retries with EnqueueIn; a delivery
+		// handler fails its gocraft job only when the delivery has finally
+		// failed, so it lands in the dead set at once.
+		pool.JobWithOptions(jobs.TypeDeliverEmail, work.JobOptions{MaxFails: 1}, notifier.DeliverEmail)
+		pool.JobWithOptions(jobs.TypeDeliverCallback, work.JobOptions{MaxFails: 1}, notifier.DeliverCallback)
+		w.lanes = append(w.lanes, &lane{pool: pool})
+	}
 	return w
 }
 
@@ -103,7 +118,9 @@ func (w *Worker) backoff(j *work.Job) int64 {
 // Start begins taking jobs, listens for wake-ups from enqueuers, and
 // sweeps for jobs whose worker died.
 func (w *Worker) Start() {
-	w.pool.Start()
+	for _, l := range w.lanes {
+		l.pool.Start()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopBg = cancel
 	if w.cfg.WakeOnEnqueue {
@@ -131,7 +148,11 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() {
-		w.pool.Stop()
+		var wg sync.WaitGroup
+		for _, l := range w.lanes {
+			wg.Go(l.pool.Stop)
+		}
+		wg.Wait()
 		close(done)
 	}()
 	select {
@@ -144,7 +165,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 }
 
-// listenForWakeUps calls Drain on the pool whenever an enqueuer publishes on
+// listenForWakeUps drains the lanes whenever an enqueuer publishes on
 // the wake channel: Drain resets every idle worker's poll timer, so a job
 // submitted to an idle service starts in milliseconds instead of up to 5 s.
 func (w *Worker) listenForWakeUps(ctx context.Context) {
@@ -177,15 +198,30 @@ func (w *Worker) subscribe(ctx context.Context) error {
 	}
 }
 
-// wake drains the pool unless a drain is already under way: wake-ups come in
-// bursts and overlapping drains would only repeat the same work.
+// wake drains every lane, so idle ones poll the queue now. A lane already
+// draining (busy with a job, or working through the queue) notes the
+// wake-up and drains again when it is done.
 func (w *Worker) wake() {
-	if !w.draining.CompareAndSwap(false, true) {
+	for _, l := range w.lanes {
+		l.wake()
+	}
+}
+
+func (l *lane) wake() {
+	l.woken.Store(true)
+	if !l.draining.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
-		defer w.draining.Store(false)
-		w.pool.Drain()
+		for l.woken.Swap(false) {
+			l.pool.Drain()
+		}
+		l.draining.Store(false)
+		// A wake-up between the last Swap and the Store above found the
+		// lane draining and left it to this goroutine: take it up.
+		if l.woken.Load() {
+			l.wake()
+		}
 	}()
 }
 
