@@ -8,6 +8,8 @@ BIN      := bin/thumbnailed
 # Packages that run goroutines of their own: tested with the race detector too.
 RACE_PKGS := ./jobs/... ./worker/... ./notifier/... ./server/... ./safehttp/... ./webui/... ./cmd/...
 FUZZTIME ?= 10s
+# Extra flags for go test, e.g. TESTFLAGS=-v to list every test that ran.
+TESTFLAGS ?=
 
 .PHONY: run build test test-race test-go test-vips bench fuzz lint docker load
 
@@ -19,8 +21,8 @@ build:
 	@echo "built $(BIN) with the $(if $(TAGS),libvips,pure-Go) engine"
 
 test:
-	$(GO) test -count=1 -tags '$(TAGS)' ./...
-	$(GO) test -count=1 -race -tags '$(TAGS)' $(RACE_PKGS)
+	$(GO) test -count=1 $(TESTFLAGS) -tags '$(TAGS)' ./...
+	$(GO) test -count=1 $(TESTFLAGS) -race -tags '$(TAGS)' $(RACE_PKGS)
 
 # The whole suite under one engine or the other, whatever is installed.
 test-go:
