@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,8 @@ import (
 	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/internal/testlog"
 )
 
 const testPassword = "correct horse battery staple"
@@ -315,8 +316,8 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	addr := ln.Addr().String()
 	is.NoErr(ln.Close())
 
-	var logs strings.Builder
-	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logs testlog.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, log, Config{Addr: addr, Password: testPassword}, ns, pool) }()
@@ -355,15 +356,4 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	is.True(strings.Contains(out, `"msg":"web UI login refused"`)) // refusals are logged
 	is.True(!strings.Contains(out, testPassword))                  // the password never is
 	is.True(!strings.Contains(out, "not-it"))                      // nor a wrong one
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

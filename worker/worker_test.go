@@ -1,9 +1,7 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testlog"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/notifier"
@@ -30,7 +29,7 @@ import (
 type world struct {
 	store *jobs.Store
 	queue *jobs.Queue
-	logs  *bytes.Buffer // written by the worker's goroutines: read it only after Stop
+	logs  *testlog.Buffer
 	stop  func()
 }
 
@@ -39,9 +38,8 @@ func start(t *testing.T, cfg worker.Config) *world {
 	r := testredis.New(t)
 	store := jobs.NewStore(r.Pool, r.Namespace, time.Hour)
 	queue := jobs.NewQueue(store)
-	logs := &bytes.Buffer{}
-	var mu sync.Mutex
-	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, logs}, nil))
+	logs := &testlog.Buffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
 	client := safehttp.New(safehttp.Options{AllowPrivate: true, Timeout: 5 * time.Second})
 	n, err := notifier.New(log, notifier.Config{OutboxDir: t.TempDir(), AllowPrivateNetworks: true}, store, queue, client, nil)
 	if err != nil {
@@ -70,17 +68,6 @@ func start(t *testing.T, cfg worker.Config) *world {
 	}
 	t.Cleanup(stop)
 	return &world{store: store, queue: queue, logs: logs, stop: stop}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func (w *world) submit(t *testing.T, id string, req jobs.Request, upload []byte) {
