@@ -176,11 +176,8 @@ func (c *Config) validate(r *reader) {
 		}
 	}
 	if c.SMTPURL != "" {
-		u, err := url.Parse(c.SMTPURL)
-		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
-			r.fail("THUMBNAILED_SMTP_URL", "must look like smtp://user:pass@host:port?tls=starttls|tls|none")
-		} else if tls := u.Query().Get("tls"); tls != "" && tls != "starttls" && tls != "tls" && tls != "none" {
-			r.fail("THUMBNAILED_SMTP_URL", "tls must be starttls, tls or none, not %q", tls)
+		if _, err := ParseSMTPURL(c.SMTPURL); err != nil {
+			r.errs = append(r.errs, err) // its messages name the variable, never the password
 		}
 		if (c.Role == RoleAll || c.Role == RoleAPI) && len(c.APIKeys) == 0 && !c.AllowAnonymousEmail {
 			r.fail("THUMBNAILED_SMTP_URL", "is set while THUMBNAILED_API_KEYS is empty: an open service would relay mail for anyone; set API keys, or THUMBNAILED_ALLOW_ANONYMOUS_EMAIL=true if that is really intended")

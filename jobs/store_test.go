@@ -180,6 +180,7 @@ func TestIdempotencyClaim(t *testing.T) {
 	is.NoErr(err)
 	is.True(claimed)
 	is.Equal(first, "job-a")
+	is.Equal(fp, "fp-a")
 	first, fp, claimed, err = s.Claim(ctx, "ip:1.2.3.4", "k1", "fp-b", "job-b")
 	is.NoErr(err)
 	is.True(!claimed)

@@ -10,55 +10,10 @@ import (
 	"github.com/matryer/is"
 	"github.com/wneessen/go-mail"
 
+	"github.com/thumbnailed/thumbnailed/config"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/retry"
 )
-
-func TestParseSMTPURL(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want smtpServer
-	}{
-		{"smtp://mail.example.com", smtpServer{host: "mail.example.com", port: 587, security: "starttls"}},
-		{"smtp://mail.example.com?tls=starttls", smtpServer{host: "mail.example.com", port: 587, security: "starttls"}},
-		{"smtp://mail.example.com?tls=tls", smtpServer{host: "mail.example.com", port: 465, security: "tls"}},
-		{"smtp://mail.example.com?tls=none", smtpServer{host: "mail.example.com", port: 25, security: "none"}},
-		{"smtp://mailpit:1025?tls=none", smtpServer{host: "mailpit", port: 1025, security: "none"}},
-		{"smtps://mail.example.com", smtpServer{host: "mail.example.com", port: 465, security: "tls"}},
-		{"smtp://apikey:p%40ss%2Fword@smtp.example.com:2525/", smtpServer{host: "smtp.example.com", port: 2525, security: "starttls", username: "apikey", password: "p@ss/word"}},
-		{"smtp://[::1]:25?tls=NONE", smtpServer{host: "::1", port: 25, security: "none"}},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			is := is.New(t)
-			got, err := parseSMTPURL(tc.in)
-			is.NoErr(err)
-			is.Equal(got, tc.want)
-		})
-	}
-}
-
-func TestParseSMTPURLRefusesAndNeverRepeatsThePassword(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"mail.example.com:25", "must start with smtp://"},
-		{"http://user:hunter2@mail.example.com", "must start with smtp://"},
-		{"smtp://user:hunter2@", "no host"},
-		{"smtp://user:hunter2@mail.example.com?tls=yes", `tls="yes"`},
-		{"smtp://user:hunter2@mail.example.com?tsl=none", `unknown parameter "tsl"`},
-		{"smtp://user:hunter2@mail.example.com:0", `port "0"`},
-		{"smtp://user:hunter2@mail.example.com:99999", `port "99999"`},
-		{"smtp://user:hunter2@mail.example.com/path", "no path"},
-		{"smtp://:hunter2@mail.example.com", "no user name"},
-		{"smtp://user:hunter2@mail.example.com:%zz", "not a URL"},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			is := is.New(t)
-			_, err := parseSMTPURL(tc.in)
-			is.True(err != nil)
-			is.True(strings.Contains(err.Error(), tc.want))
-			is.True(!strings.Contains(err.Error(), "hunter2"))
-		})
-	}
-}
 
 func TestSMTPOptionsAlwaysSetTheTLSPolicy(t *testing.T) {
 	for _, tc := range []struct {
@@ -70,9 +25,9 @@ func TestSMTPOptionsAlwaysSetTheTLSPolicy(t *testing.T) {
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			is := is.New(t)
-			s, err := parseSMTPURL(tc.url)
+			s, err := config.ParseSMTPURL(tc.url)
 			is.NoErr(err)
-			c, err := mail.NewClient(s.host, s.options(5*time.Second)...)
+			c, err := mail.NewClient(s.Host, smtpOptions(s, 5*time.Second)...)
 			is.NoErr(err)
 			is.Equal(c.TLSPolicy(), tc.policy)
 			is.Equal(c.ServerAddr(), tc.addr)

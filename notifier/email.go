@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	netmail "net/mail"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wneessen/go-mail"
 
+	"github.com/thumbnailed/thumbnailed/config"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/templates"
 	"github.com/thumbnailed/thumbnailed/view"
@@ -210,90 +209,15 @@ type mailer interface {
 	describe() string
 }
 
-// smtpServer is THUMBNAILED_SMTP_URL, read.
-type smtpServer struct {
-	host     string
-	port     int
-	security string // "starttls", "tls" or "none"
-	username string
-	password string
-}
-
-// parseSMTPURL reads smtp://user:pass@host:port?tls=starttls|tls|none.
-// tls defaults to starttls (mandatory: a server that does not offer it is
-// not used); the port defaults to 587 for starttls, 465 for tls and 25 for
-// none. smtps:// means tls=tls. Errors never repeat the URL, which may hold
-// a password.
-func parseSMTPURL(raw string) (smtpServer, error) {
-	const shape = "smtp://user:password@host:port?tls=starttls|tls|none"
-	u, err := url.Parse(raw)
-	if err != nil {
-		return smtpServer{}, fmt.Errorf("THUMBNAILED_SMTP_URL is not a URL such as %s", shape)
-	}
-	var s smtpServer
-	switch strings.ToLower(u.Scheme) {
-	case "smtp":
-		s.security = "starttls"
-	case "smtps":
-		s.security = "tls"
-	default:
-		return smtpServer{}, fmt.Errorf("THUMBNAILED_SMTP_URL must start with smtp:// (%s)", shape)
-	}
-	s.host = u.Hostname()
-	if s.host == "" {
-		return smtpServer{}, fmt.Errorf("THUMBNAILED_SMTP_URL has no host (%s)", shape)
-	}
-	if u.Path != "" && u.Path != "/" || u.Fragment != "" {
-		return smtpServer{}, fmt.Errorf("THUMBNAILED_SMTP_URL must have no path (%s)", shape)
-	}
-	q := u.Query()
-	for k := range q {
-		if k != "tls" {
-			return smtpServer{}, fmt.Errorf("THUMBNAILED_SMTP_URL has an unknown parameter %q; the only one is tls=starttls|tls|none", k)
-		}
-	}
-	if q.Has("tls") {
-		switch v := strings.ToLower(q.Get("tls")); v {
-		case "starttls", "tls", "none":
-			s.security = v
-		default:
-			return smtpServer{}, fmt.Errorf("THUMBNAILED_SMTP_URL has tls=%q; use tls=starttls, tls=tls or tls=none", q.Get("tls"))
-		}
-	}
-	switch s.security {
-	case "starttls":
-		s.port = 587
-	case "tls":
-		s.port = 465
-	case "none":
-		s.port = 25
-	}
-	if p := u.Port(); p != "" {
-		port, err := strconv.Atoi(p)
-		if err != nil || port < 1 || port > 65535 {
-			return smtpServer{}, fmt.Errorf("THUMBNAILED_SMTP_URL has the port %q; use 1 to 65535", p)
-		}
-		s.port = port
-	}
-	if u.User != nil {
-		s.username = u.User.Username()
-		s.password, _ = u.User.Password()
-		if s.username == "" {
-			return smtpServer{}, fmt.Errorf("THUMBNAILED_SMTP_URL has a password but no user name (%s)", shape)
-		}
-	}
-	return s, nil
-}
-
 // options are the go-mail client options for the server. The TLS policy is
 // always set: go-mail's default is mandatory STARTTLS on any port.
-func (s smtpServer) options(timeout time.Duration) []mail.Option {
+func smtpOptions(s config.SMTPServer, timeout time.Duration) []mail.Option {
 	opts := []mail.Option{
-		mail.WithPort(s.port),
+		mail.WithPort(s.Port),
 		mail.WithTimeout(timeout),
-		mail.WithTLSConfig(&tls.Config{ServerName: s.host, MinVersion: tls.VersionTLS12}),
+		mail.WithTLSConfig(&tls.Config{ServerName: s.Host, MinVersion: tls.VersionTLS12}),
 	}
-	switch s.security {
+	switch s.Security {
 	case "tls":
 		opts = append(opts, mail.WithSSL())
 	case "none":
@@ -301,22 +225,22 @@ func (s smtpServer) options(timeout time.Duration) []mail.Option {
 	default:
 		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
 	}
-	if s.username != "" {
+	if s.Username != "" {
 		// The strongest mechanism the server offers; go-mail refuses PLAIN
 		// and LOGIN without TLS, so a password never crosses in clear text.
 		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover),
-			mail.WithUsername(s.username), mail.WithPassword(s.password))
+			mail.WithUsername(s.Username), mail.WithPassword(s.Password))
 	}
 	return opts
 }
 
 type smtpMailer struct {
-	server  smtpServer
+	server  config.SMTPServer
 	timeout time.Duration
 }
 
 func (m *smtpMailer) send(ctx context.Context, msg *mail.Msg, _ string) error {
-	client, err := mail.NewClient(m.server.host, m.server.options(m.timeout)...)
+	client, err := mail.NewClient(m.server.Host, smtpOptions(m.server, m.timeout)...)
 	if err != nil {
 		return fmt.Errorf("mail client: %w", err)
 	}
@@ -324,7 +248,7 @@ func (m *smtpMailer) send(ctx context.Context, msg *mail.Msg, _ string) error {
 }
 
 func (m *smtpMailer) describe() string {
-	return fmt.Sprintf("smtp %s:%d (tls=%s)", m.server.host, m.server.port, m.server.security)
+	return fmt.Sprintf("smtp %s:%d (tls=%s)", m.server.Host, m.server.Port, m.server.Security)
 }
 
 // outbox writes each message as {job id}-email.eml into a folder, for

@@ -82,7 +82,7 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("THUMBNAILED_MAIL_FROM %q is not an email address", c.MailFrom))
 	}
 	if c.SMTPURL != "" {
-		if _, err := parseSMTPURL(c.SMTPURL); err != nil {
+		if _, err := config.ParseSMTPURL(c.SMTPURL); err != nil {
 			errs = append(errs, err)
 		}
 	} else if c.OutboxDir == "" {
@@ -161,7 +161,7 @@ func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue *jobs.Queue, 
 	}
 	n := &Notifier{log: logger, cfg: cfg, store: store, queue: queue, client: client, metrics: m, now: time.Now}
 	if cfg.SMTPURL != "" {
-		server, _ := parseSMTPURL(cfg.SMTPURL) // checked by withDefaults
+		server, _ := config.ParseSMTPURL(cfg.SMTPURL) // checked by withDefaults
 		n.mailer = &smtpMailer{server: server, timeout: cfg.SMTPTimeout}
 	} else {
 		m, err := newOutbox(cfg.OutboxDir)

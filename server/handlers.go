@@ -68,7 +68,7 @@ func handleCreateThumbnail(logger *slog.Logger, cfg Config, store Store, queue E
 				if err != nil {
 					return err
 				}
-				c.Response().Header().Set(echo.HeaderLocation, "/v1/thumbnails/"+job.ID)
+				c.Response().Header().Set(echo.HeaderLocation, view.JobPath(job.ID))
 				return c.JSON(http.StatusOK, view.Job(job))
 			}
 		}
@@ -102,7 +102,7 @@ func handleCreateThumbnail(logger *slog.Logger, cfg Config, store Store, queue E
 		log.Info("job accepted", "job_id", id, "source", req.Source, "width", req.Width, "height", req.Height,
 			"fit", req.Fit, "format", req.Format, "upload_bytes", len(in.image),
 			"email", view.MaskEmail(req.Email), "callback", view.MaskURL(req.CallbackURL))
-		c.Response().Header().Set(echo.HeaderLocation, "/v1/thumbnails/"+id)
+		c.Response().Header().Set(echo.HeaderLocation, view.JobPath(id))
 		return c.JSON(http.StatusAccepted, view.Job(job))
 	}
 }

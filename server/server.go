@@ -24,8 +24,6 @@ type Config struct {
 	MaxDimension         int
 	AllowPrivateNetworks bool
 	APIKeys              []string
-	RateLimit            float64
-	RateBurst            int
 	TrustedProxies       []netip.Prefix
 }
 

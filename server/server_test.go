@@ -34,6 +34,13 @@ type testAPI struct {
 
 func newTestAPI(t *testing.T, cfg Config) *testAPI {
 	t.Helper()
+	return newLimitedTestAPI(t, cfg, 0, 0)
+}
+
+// newLimitedTestAPI limits each client to rate requests per second, bursts
+// of burst, through the Redis rate limiter; rate 0 means no limit.
+func newLimitedTestAPI(t *testing.T, cfg Config, rate float64, burst int) *testAPI {
+	t.Helper()
 	r := testredis.New(t)
 	store := jobs.NewStore(r.Pool, r.Namespace, time.Hour)
 	if cfg.MaxUploadBytes == 0 {
@@ -46,8 +53,8 @@ func newTestAPI(t *testing.T, cfg Config) *testAPI {
 		cfg.MaxPixels = 50_000_000
 	}
 	var limiter RateLimiter
-	if cfg.RateLimit > 0 {
-		limiter = jobs.NewRateLimiter(store, cfg.RateLimit, cfg.RateBurst)
+	if rate > 0 {
+		limiter = jobs.NewRateLimiter(store, rate, burst)
 	}
 	return &testAPI{handler: New(quiet, cfg, store, jobs.NewQueue(store), limiter, thumbnail.Default, nil), store: store}
 }
@@ -168,7 +175,7 @@ func TestAPIKeys(t *testing.T) {
 
 func TestRateLimitIsPerClientAndIgnoresForgedForwardedFor(t *testing.T) {
 	is := is.New(t)
-	api := newTestAPI(t, Config{RateLimit: 0.01, RateBurst: 3})
+	api := newLimitedTestAPI(t, Config{}, 0.01, 3)
 	get := func(xff, remote string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/v1/thumbnails/aaaaaaaaaaaaaaaaaaaaaaaaaa", nil)
 		req.RemoteAddr = remote
@@ -194,7 +201,7 @@ func TestRateLimitIsPerClientAndIgnoresForgedForwardedFor(t *testing.T) {
 
 func TestTrustedProxyForwardsTheClientAddress(t *testing.T) {
 	is := is.New(t)
-	api := newTestAPI(t, Config{RateLimit: 0.01, RateBurst: 1, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	api := newLimitedTestAPI(t, Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, 0.01, 1)
 	get := func(xff string) int {
 		req := httptest.NewRequest(http.MethodGet, "/v1/thumbnails/aaaaaaaaaaaaaaaaaaaaaaaaaa", nil)
 		req.RemoteAddr = "10.1.2.3:5555"

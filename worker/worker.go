@@ -22,12 +22,11 @@ import (
 
 // Config is what the worker needs from the service configuration.
 type Config struct {
-	Concurrency     int
-	JobTimeout      time.Duration
-	StaleAfter      time.Duration
-	MaxPixels       int64
-	ShutdownTimeout time.Duration
-	WakeOnEnqueue   bool
+	Concurrency   int
+	JobTimeout    time.Duration
+	StaleAfter    time.Duration
+	MaxPixels     int64
+	WakeOnEnqueue bool
 	// RetrySchedule spaces the runs of a thumbnail job that failed
 	// transiently (a source answering 5xx, a dropped connection); nil
 	// means DefaultRetrySchedule. gocraft/work counts in whole seconds.

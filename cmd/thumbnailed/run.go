@@ -162,20 +162,17 @@ func serverConfig(c config.Config) server.Config {
 		MaxDimension:         c.MaxDimension,
 		AllowPrivateNetworks: c.AllowPrivateNetworks,
 		APIKeys:              c.APIKeys,
-		RateLimit:            c.RateLimit,
-		RateBurst:            c.RateBurst,
 		TrustedProxies:       c.TrustedProxies,
 	}
 }
 
 func workerConfig(c config.Config) worker.Config {
 	return worker.Config{
-		Concurrency:     c.WorkerConcurrency,
-		JobTimeout:      c.JobTimeout,
-		StaleAfter:      c.StaleAfter,
-		MaxPixels:       c.MaxPixels,
-		ShutdownTimeout: c.ShutdownTimeout,
-		WakeOnEnqueue:   c.WakeOnEnqueue,
+		Concurrency:   c.WorkerConcurrency,
+		JobTimeout:    c.JobTimeout,
+		StaleAfter:    c.StaleAfter,
+		MaxPixels:     c.MaxPixels,
+		WakeOnEnqueue: c.WakeOnEnqueue,
 	}
 }
 
