@@ -13,6 +13,18 @@ import (
 // BenchmarkMake makes the house thumbnail (256 px contain, JPEG q80) of every corpus
 // photo. Record with: go test -run '^$' -bench . -benchtime 5x ./thumbnail/
 func BenchmarkMake(b *testing.B) {
+	eachPhoto(b, func(b *testing.B, _ manifestRow, src []byte) {
+		b.SetBytes(int64(len(src)))
+		for b.Loop() {
+			if _, err := Make(context.Background(), src, Spec{Width: 256, Height: 256, Quality: 80}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// eachPhoto runs bench as a sub-benchmark for every corpus photo.
+func eachPhoto(b *testing.B, bench func(b *testing.B, row manifestRow, src []byte)) {
 	for _, row := range readManifest(b) {
 		if row.Category != "photo" {
 			continue
@@ -20,12 +32,7 @@ func BenchmarkMake(b *testing.B) {
 		src := readTestdata(b, row.File)
 		b.Run(path.Base(row.File), func(b *testing.B) {
 			b.ReportAllocs()
-			b.SetBytes(int64(len(src)))
-			for b.Loop() {
-				if _, err := Make(context.Background(), src, Spec{Width: 256, Height: 256, Quality: 80}); err != nil {
-					b.Fatal(err)
-				}
-			}
+			bench(b, row, src)
 		})
 	}
 }
@@ -34,48 +41,34 @@ func BenchmarkMake(b *testing.B) {
 // whole image, encode), the baseline BenchmarkMake is measured against. The decode
 // alone is most of what remains of BenchmarkMake.
 func BenchmarkNaive(b *testing.B) {
-	for _, row := range readManifest(b) {
-		if row.Category != "photo" {
-			continue
-		}
-		src := readTestdata(b, row.File)
-		b.Run(path.Base(row.File), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				img, err := jpeg.Decode(bytes.NewReader(src))
-				if err != nil {
-					b.Fatal(err)
-				}
-				width, height := uint(256), uint(0)
-				if row.Height > row.Width {
-					width, height = 0, 256
-				}
-				var buf bytes.Buffer
-				if err := jpeg.Encode(&buf, resize.Resize(width, height, img, resize.Lanczos3), &jpeg.Options{Quality: 80}); err != nil {
-					b.Fatal(err)
-				}
+	eachPhoto(b, func(b *testing.B, row manifestRow, src []byte) {
+		for b.Loop() {
+			img, err := jpeg.Decode(bytes.NewReader(src))
+			if err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+			width, height := uint(256), uint(0)
+			if row.Height > row.Width {
+				width, height = 0, 256
+			}
+			var buf bytes.Buffer
+			if err := jpeg.Encode(&buf, resize.Resize(width, height, img, resize.Lanczos3), &jpeg.Options{Quality: 80}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkDecodeOnly is the standard library's JPEG decode of each photo: the floor
 // for any pure-Go pipeline without DCT-domain scaling.
 func BenchmarkDecodeOnly(b *testing.B) {
-	for _, row := range readManifest(b) {
-		if row.Category != "photo" {
-			continue
-		}
-		src := readTestdata(b, row.File)
-		b.Run(path.Base(row.File), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := jpeg.Decode(bytes.NewReader(src)); err != nil {
-					b.Fatal(err)
-				}
+	eachPhoto(b, func(b *testing.B, _ manifestRow, src []byte) {
+		for b.Loop() {
+			if _, err := jpeg.Decode(bytes.NewReader(src)); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+		}
+	})
 }
 
 // BenchmarkOutputFormat is the same thumbnail of a mid-size photo in each output
