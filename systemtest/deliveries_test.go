@@ -77,15 +77,7 @@ func TestCallbackFailedDuringRedisOutageIsRetried(t *testing.T) {
 	rcv := newHoldingReceiver(t, http.StatusServiceUnavailable)
 	svc := startProcess(t, "all", "all", env)
 
-	code, job, err := submitUpload(svc.URL, readTestdata(t, "go-video-001.jpeg"),
-		map[string]string{"width": "16", "callback_url": rcv.URL + "/hook"})
-	is.NoErr(err)
-	is.Equal(code, http.StatusAccepted)
-	select {
-	case <-rcv.arrived:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the first callback attempt did not arrive")
-	}
+	job := submitAndAwaitFirstAttempt(t, svc.URL, rcv)
 	r.Kill()                           // Redis goes while the attempt is in flight
 	close(rcv.release)                 // the attempt fails: 503
 	time.Sleep(500 * time.Millisecond) // the worker tries to record it meanwhile
@@ -122,15 +114,7 @@ func TestCallbackInterruptedByKilledWorkerIsRetried(t *testing.T) {
 	api := startProcess(t, "api", "api", env)
 	w1 := startProcess(t, "worker-1", "worker", env)
 
-	code, job, err := submitUpload(api.URL, readTestdata(t, "go-video-001.jpeg"),
-		map[string]string{"width": "16", "callback_url": rcv.URL + "/hook"})
-	is.NoErr(err)
-	is.Equal(code, http.StatusAccepted)
-	select {
-	case <-rcv.arrived:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the first callback attempt did not arrive")
-	}
+	job := submitAndAwaitFirstAttempt(t, api.URL, rcv)
 	killAt := w1.Signal(syscall.SIGKILL) // dies mid-send
 	is.True(w1.WaitExit(5 * time.Second))
 	w2 := startProcess(t, "worker-2", "worker", env)
@@ -156,4 +140,21 @@ func msgs(p *process, id string) []string {
 		}
 	}
 	return out
+}
+
+// submitAndAwaitFirstAttempt submits a small upload with a callback to rcv and
+// returns once the receiver holds the first attempt.
+func submitAndAwaitFirstAttempt(t *testing.T, apiURL string, rcv *holdingReceiver) jobJSON {
+	t.Helper()
+	code, job, err := submitUpload(apiURL, readTestdata(t, "go-video-001.jpeg"),
+		map[string]string{"width": "16", "callback_url": rcv.URL + "/hook"})
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("submit: %d %v", code, err)
+	}
+	select {
+	case <-rcv.arrived:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first callback attempt did not arrive")
+	}
+	return job
 }
