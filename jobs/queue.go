@@ -94,7 +94,10 @@ func (q *Queue) EnqueueDeliveryCheck(ctx context.Context, jobType, id string, at
 	return nil
 }
 
-// wake is best effort: a lost wake-up only costs the library's own polling delay.
+// Wake tells idle workers there is work. It is best effort: a lost wake-up
+// only costs the library's own polling delay.
+func (q *Queue) Wake(ctx context.Context) { q.wake(ctx) }
+
 func (q *Queue) wake(ctx context.Context) {
 	conn, err := q.pool.GetContext(ctx)
 	if err != nil {

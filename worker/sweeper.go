@@ -12,6 +12,7 @@ import (
 // Enqueuer puts a thumbnail job back on the queue.
 type Enqueuer interface {
 	EnqueueThumbnail(ctx context.Context, id string) error
+	Wake(ctx context.Context)
 }
 
 // sweeper re-queues jobs whose worker died. gocraft/work's own dead-pool
@@ -26,6 +27,7 @@ type sweeper struct {
 	queue      Enqueuer
 	staleAfter time.Duration
 	id         string
+	orphans    *orphans
 }
 
 func (s *sweeper) run(ctx context.Context) {
@@ -70,6 +72,14 @@ func (s *sweeper) sweep(ctx context.Context, lease time.Duration) {
 			continue
 		}
 		s.log.Warn("re-queued a job whose worker stopped sending heartbeats", "job_id", id, "stale_after", s.staleAfter.String())
+	}
+	n, err := s.orphans.sweep(ctx, time.Now())
+	if err != nil {
+		s.log.Warn("sweeper could not look for stranded queue entries", "error", err)
+	}
+	if n > 0 {
+		s.queue.Wake(ctx)
+		s.log.Warn("re-queued queue entries stranded in progress (fetched just before a Redis outage)", "count", n)
 	}
 }
 

@@ -6,6 +6,8 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -85,7 +87,9 @@ type lane struct {
 // New builds the pool and registers every job type.
 func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue Enqueuer, fetcher Fetcher, notifier Notifier, engine thumbnail.Engine, m *metrics.Metrics) *Worker {
 	w := &Worker{log: logger, cfg: cfg, store: store, fetcher: fetcher, notifier: notifier, engine: engine, metrics: m}
-	w.sweeper = &sweeper{log: logger, store: store, queue: queue, staleAfter: cfg.StaleAfter, id: newSweeperID()}
+	w.sweeper = &sweeper{log: logger, store: store, queue: queue, staleAfter: cfg.StaleAfter, id: newSweeperID(),
+		orphans: &orphans{pool: store.Pool(), ns: store.Namespace(), staleAfter: cfg.StaleAfter, idle: w.idle,
+			jobTypes: []string{jobs.TypeThumbnail, jobs.TypeDeliverEmail, jobs.TypeDeliverCallback}}}
 	if w.cfg.RetrySchedule == nil {
 		w.cfg.RetrySchedule = DefaultRetrySchedule
 	}
@@ -103,6 +107,23 @@ func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue Enqueuer, fet
 		w.lanes = append(w.lanes, &lane{pool: pool})
 	}
 	return w
+}
+
+// idle reports whether the work a queued job names has not started: a
+// thumbnail still queued, or a delivery attempt not yet claimed.
+func (w *Worker) idle(ctx context.Context, jobType string, args map[string]any) (bool, error) {
+	id, _ := args[jobs.ArgJobID].(string)
+	job, err := w.store.Get(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if jobType == jobs.TypeThumbnail {
+		return job.Status == jobs.StatusQueued, nil
+	}
+	attempt, _ := strconv.Atoi(fmt.Sprint(args[jobs.ArgAttempt]))
+	channel := map[string]string{jobs.TypeDeliverEmail: jobs.ChannelEmail, jobs.TypeDeliverCallback: jobs.ChannelCallback}[jobType]
+	d := job.Delivery(channel)
+	return d != nil && d.Status == jobs.DeliveryPending && d.Attempts < attempt, nil
 }
 
 // backoff is the wait before the next run of a job that failed j.Fails times.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/matryer/is"
 
 	"github.com/thumbnailed/thumbnailed/internal/testlog"
@@ -216,6 +217,39 @@ func TestTheSweeperRerunsAJobWhoseWorkerDied(t *testing.T) {
 	is.Equal(job.Status, jobs.StatusSucceeded)
 	is.Equal(job.Crashes, 1) // the re-run knew the run before it died
 	is.Equal(job.Attempts, 2)
+}
+
+// Issue 10: gocraft/work moved a job to the in-progress list of a live pool,
+// and Redis died before the pool heard of it (the move stood, the reply was
+// lost). The record says queued and no queue holds the job; the library's
+// reaper never looks at a live pool. The sweeper puts it back within about
+// twice STALE_AFTER.
+func TestTheSweeperRequeuesAJobStrandedInProgress(t *testing.T) {
+	is := is.New(t)
+	const staleAfter = 300 * time.Millisecond
+	w := start(t, worker.Config{StaleAfter: staleAfter})
+	req := jobs.Request{Source: jobs.SourceUpload, Width: 32, Fit: "contain", Format: "jpeg", Quality: 80}
+	job := &jobs.Job{ID: "stranded", Status: jobs.StatusQueued, CreatedAt: time.Now().UTC(), Request: req}
+	is.NoErr(w.store.Create(context.Background(), job, photo(t)))
+
+	conn := w.store.Pool().Get()
+	defer conn.Close()
+	ns := w.store.Namespace()
+	pools, err := redis.Strings(conn.Do("SMEMBERS", ns+":worker_pools"))
+	is.NoErr(err)
+	is.True(len(pools) > 0) // the worker's pools are up
+	entry := `{"name":"thumbnail","id":"0123456789abcdef01234567","t":1700000000,"args":{"job_id":"stranded"}}`
+	_, err = conn.Do("LPUSH", ns+":jobs:thumbnail:"+pools[0]+":inprogress", entry)
+	is.NoErr(err)
+	stranded := time.Now()
+
+	job = w.waitEnded(t, "stranded", 10*time.Second)
+	t.Logf("re-queued and finished %s after it was stranded", time.Since(stranded).Round(time.Millisecond))
+	is.Equal(job.Status, jobs.StatusSucceeded)
+	n, err := redis.Int(conn.Do("LLEN", ns+":jobs:thumbnail:"+pools[0]+":inprogress"))
+	is.NoErr(err)
+	is.Equal(n, 0) // the stranded entry left the in-progress list
+	is.True(strings.Contains(w.logs.String(), "re-queued queue entries stranded in progress"))
 }
 
 func TestAJobThatOverrunsItsDeadlineTimesOut(t *testing.T) {
