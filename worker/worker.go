@@ -7,8 +7,8 @@ package worker
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
