@@ -1,13 +1,16 @@
-// Package config reads every THUMBNAILED_* setting, applies the documented
-// defaults, and reports all bad values at once, each with its variable's name,
-// before anything starts.
+// Package config reads every THUMBNAILED_* setting once: it applies the
+// documented defaults, refuses every bad value at once (each with its
+// variable's name) before anything starts, and hands each package its own
+// ready Config. Packages do not read, default or check settings again.
 package config
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"runtime"
@@ -15,7 +18,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thumbnailed/thumbnailed/blob"
+	"github.com/thumbnailed/thumbnailed/connlimit"
+	"github.com/thumbnailed/thumbnailed/keys"
+	"github.com/thumbnailed/thumbnailed/notifier"
 	"github.com/thumbnailed/thumbnailed/retry"
+	"github.com/thumbnailed/thumbnailed/safehttp"
+	"github.com/thumbnailed/thumbnailed/server"
+	"github.com/thumbnailed/thumbnailed/webui"
+	"github.com/thumbnailed/thumbnailed/worker"
 )
 
 // Roles a process can take.
@@ -29,50 +40,40 @@ const (
 // Roles lists every role the binary accepts.
 var Roles = []string{RoleAll, RoleAPI, RoleWorker, RoleWebUI}
 
-// Config is every setting of the service.
+// Config is every setting, read and checked, in the shape each package takes.
 type Config struct {
-	Role string
+	Role     string
+	Addr     string
+	LogLevel slog.Level
 
-	Addr              string
-	RedisURL          string
-	Namespace         string
-	WorkerConcurrency int
-	APIKeys           []string
+	RedisURL  string // "" in the all role: an embedded in-memory Redis
+	Namespace string
+	Storage   blob.Config
+	// StorageURL is THUMBNAILED_STORAGE_URL as given (blob.Open reads it).
+	StorageURL string
 
-	SMTPURL                  string
-	OutboxDir                string
-	MailFrom                 string
-	WebhookSecret            string
-	AllowAnonymousEmail      bool
-	EmailPerRecipientPerHour int
+	APIKeys     []string // THUMBNAILED_API_KEYS, in clear
+	APIKeysFile string
+	Keys        *keys.Set // both, parsed (the file as it was at start)
 
-	MaxUploadBytes int64
-	MaxPixels      int64
-	MaxDimension   int
+	ResultTTL       time.Duration
+	StaleAfter      time.Duration
+	ShutdownTimeout time.Duration
 
-	FetchTimeout     time.Duration
-	JobTimeout       time.Duration
-	ResultTTL        time.Duration
-	ShutdownTimeout  time.Duration
-	StaleAfter       time.Duration
-	CallbackTimeout  time.Duration
-	CallbackSchedule retry.Schedule
-	EmailSchedule    retry.Schedule
+	RateLimit float64
+	RateBurst int
 
-	AllowPrivateNetworks bool
+	// PublicURL is the API's public base URL without a trailing slash ("" = links are paths).
+	PublicURL string
+	// LinkSecret signs links; "" in the all role means a random one per start.
+	LinkSecret string
 
-	RateLimit      float64
-	RateBurst      int
-	TrustedProxies []netip.Prefix
-
-	WebUIAddr     string
-	WebUIPassword string
-
-	// WakeOnEnqueue makes idle workers start a new job at once (a Redis
-	// pub/sub nudge) instead of within gocraft/work's polling delay of up to 5 s.
-	WakeOnEnqueue bool
-
-	LogLevel string
+	Connections connlimit.Limits
+	Fetch       safehttp.Options
+	Server      server.Config
+	Worker      worker.Config
+	Notifier    notifier.Config
+	WebUI       webui.Config
 }
 
 // Defaults, as documented in DESIGN.md and the README.
@@ -84,6 +85,7 @@ const (
 	DefaultMaxUploadBytes        = 20 << 20
 	DefaultMaxPixels             = 50_000_000
 	DefaultMaxDimension          = 4096
+	DefaultMaxOutputPixels       = 40_000_000
 	DefaultFetchTimeout          = 10 * time.Second
 	DefaultJobTimeout            = 60 * time.Second
 	DefaultResultTTL             = 24 * time.Hour
@@ -96,6 +98,16 @@ const (
 	DefaultRateLimit             = 10
 	DefaultRateBurst             = 20
 	DefaultEmailPerRecipientHour = 20
+	DefaultInflightUploadBytes   = 256 << 20
+	DefaultMaxConnections        = 4096
+	DefaultIdleTimeout           = 30 * time.Second
+	DefaultInlineMaxBytes        = 256 << 10
+	// HeaderTimeout closes a connection that has not sent a whole request
+	// header in time (slowloris).
+	HeaderTimeout = 10 * time.Second
+	// MaxConcurrency bounds THUMBNAILED_WORKER_CONCURRENCY: every job slot
+	// is a gocraft/work pool that polls Redis of its own.
+	MaxConcurrency = 256
 )
 
 // Load reads the configuration of role from getenv.
@@ -103,47 +115,89 @@ func Load(role string, getenv func(string) string) (Config, error) {
 	r := reader{getenv: getenv}
 	c := Config{Role: role}
 	c.Addr = r.str("THUMBNAILED_ADDR", DefaultAddr)
+	c.LogLevel = r.level("THUMBNAILED_LOG_LEVEL")
 	c.RedisURL = r.str("THUMBNAILED_REDIS_URL", "")
 	c.Namespace = r.str("THUMBNAILED_NAMESPACE", DefaultNamespace)
-	c.WorkerConcurrency = r.integer("THUMBNAILED_WORKER_CONCURRENCY", runtime.NumCPU(), 1, 1024)
+	c.StorageURL = r.str("THUMBNAILED_STORAGE_URL", "")
+	if s, err := blob.ParseURL(c.StorageURL); err != nil {
+		r.errs = append(r.errs, err) // its messages name the variable, never a secret
+	} else {
+		c.Storage = s
+	}
 	c.APIKeys = r.list("THUMBNAILED_API_KEYS")
+	c.APIKeysFile = r.str("THUMBNAILED_API_KEYS_FILE", "")
 
-	c.SMTPURL = r.str("THUMBNAILED_SMTP_URL", "")
-	c.OutboxDir = r.str("THUMBNAILED_OUTBOX_DIR", DefaultOutboxDir)
-	c.MailFrom = r.str("THUMBNAILED_MAIL_FROM", DefaultMailFrom)
-	c.WebhookSecret = r.str("THUMBNAILED_WEBHOOK_SECRET", "")
-	c.AllowAnonymousEmail = r.boolean("THUMBNAILED_ALLOW_ANONYMOUS_EMAIL", false)
-	c.EmailPerRecipientPerHour = r.integer("THUMBNAILED_EMAIL_PER_RECIPIENT_PER_HOUR", DefaultEmailPerRecipientHour, 1, 1_000_000)
-
-	c.MaxUploadBytes = int64(r.integer("THUMBNAILED_MAX_UPLOAD_BYTES", DefaultMaxUploadBytes, 1024, 1<<34))
-	c.MaxPixels = int64(r.integer("THUMBNAILED_MAX_PIXELS", DefaultMaxPixels, 1, 1<<40))
-	c.MaxDimension = r.integer("THUMBNAILED_MAX_DIMENSION", DefaultMaxDimension, 1, 65535)
-
-	c.FetchTimeout = r.duration("THUMBNAILED_FETCH_TIMEOUT", DefaultFetchTimeout)
-	c.JobTimeout = r.duration("THUMBNAILED_JOB_TIMEOUT", DefaultJobTimeout)
-	c.ResultTTL = r.duration("THUMBNAILED_RESULT_TTL", DefaultResultTTL)
-	c.ShutdownTimeout = r.duration("THUMBNAILED_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout)
-	c.StaleAfter = r.duration("THUMBNAILED_STALE_AFTER", DefaultStaleAfter)
-	c.CallbackTimeout = r.duration("THUMBNAILED_CALLBACK_TIMEOUT", DefaultCallbackTimeout)
-	c.CallbackSchedule = r.schedule("THUMBNAILED_CALLBACK_RETRY_SCHEDULE", DefaultCallbackSchedule)
-	c.EmailSchedule = r.schedule("THUMBNAILED_EMAIL_RETRY_SCHEDULE", DefaultEmailSchedule)
-
-	c.AllowPrivateNetworks = r.boolean("THUMBNAILED_ALLOW_PRIVATE_NETWORKS", false)
-
-	c.RateLimit = r.float("THUMBNAILED_RATE_LIMIT", DefaultRateLimit)
+	c.ResultTTL = r.duration("THUMBNAILED_RESULT_TTL", DefaultResultTTL, time.Second)
+	c.StaleAfter = r.duration("THUMBNAILED_STALE_AFTER", DefaultStaleAfter, time.Second)
+	c.ShutdownTimeout = r.duration("THUMBNAILED_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Millisecond)
+	c.RateLimit = r.rate("THUMBNAILED_RATE_LIMIT", DefaultRateLimit)
 	c.RateBurst = r.integer("THUMBNAILED_RATE_BURST", DefaultRateBurst, 1, 1_000_000)
-	c.TrustedProxies = r.prefixes("THUMBNAILED_TRUSTED_PROXIES")
+	c.PublicURL = strings.TrimSuffix(r.str("THUMBNAILED_PUBLIC_URL", ""), "/")
+	c.LinkSecret = r.str("THUMBNAILED_LINK_SECRET", "")
 
-	c.WebUIAddr = r.str("THUMBNAILED_WEBUI_ADDR", DefaultWebUIAddr)
-	c.WebUIPassword = r.str("THUMBNAILED_WEBUI_PASSWORD", "")
-	c.LogLevel = r.str("THUMBNAILED_LOG_LEVEL", "info")
-	c.WakeOnEnqueue = r.boolean("THUMBNAILED_WAKE_ON_ENQUEUE", true)
+	c.Connections = connlimit.Limits{
+		MaxConnections: r.integer("THUMBNAILED_MAX_CONNECTIONS", DefaultMaxConnections, 16, 1_000_000),
+		IdleTimeout:    r.duration("THUMBNAILED_IDLE_TIMEOUT", DefaultIdleTimeout, time.Second),
+		HeaderTimeout:  HeaderTimeout,
+	}
+	maxUpload := int64(r.integer("THUMBNAILED_MAX_UPLOAD_BYTES", DefaultMaxUploadBytes, 1024, 1<<34))
+	maxPixels := int64(r.integer("THUMBNAILED_MAX_PIXELS", DefaultMaxPixels, 1, 1<<40))
+	allowPrivate := r.boolean("THUMBNAILED_ALLOW_PRIVATE_NETWORKS", false)
+	c.Fetch = safehttp.Options{
+		AllowPrivate: allowPrivate,
+		MaxBytes:     maxUpload,
+		Timeout:      r.duration("THUMBNAILED_FETCH_TIMEOUT", DefaultFetchTimeout, time.Millisecond),
+	}
+	c.Server = server.Config{
+		MaxUploadBytes:         maxUpload,
+		MaxPixels:              maxPixels,
+		MaxDimension:           r.integer("THUMBNAILED_MAX_DIMENSION", DefaultMaxDimension, 1, 16383),
+		MaxOutputPixels:        int64(r.integer("THUMBNAILED_MAX_OUTPUT_PIXELS", DefaultMaxOutputPixels, 1, 1<<40)),
+		MaxInflightUploadBytes: int64(r.integer("THUMBNAILED_MAX_INFLIGHT_UPLOAD_BYTES", DefaultInflightUploadBytes, 1<<20, 1<<40)),
+		AllowPrivateNetworks:   allowPrivate,
+		TrustedProxies:         r.prefixes("THUMBNAILED_TRUSTED_PROXIES"),
+		ResultTTL:              c.ResultTTL,
+	}
+	c.Worker = worker.Config{
+		Namespace:     c.Namespace,
+		Concurrency:   r.integer("THUMBNAILED_WORKER_CONCURRENCY", min(runtime.NumCPU(), MaxConcurrency), 1, MaxConcurrency),
+		JobTimeout:    r.duration("THUMBNAILED_JOB_TIMEOUT", DefaultJobTimeout, time.Millisecond),
+		StaleAfter:    c.StaleAfter,
+		MaxPixels:     maxPixels,
+		WakeOnEnqueue: r.boolean("THUMBNAILED_WAKE_ON_ENQUEUE", true),
+		RetrySchedule: worker.DefaultRetrySchedule,
+		ResultTTL:     c.ResultTTL,
+	}
+	c.Notifier = notifier.Config{
+		MailFrom:                 r.str("THUMBNAILED_MAIL_FROM", DefaultMailFrom),
+		OutboxDir:                r.str("THUMBNAILED_OUTBOX_DIR", DefaultOutboxDir),
+		SMTPTimeout:              notifier.DefaultSMTPTimeout,
+		WebhookSecret:            r.str("THUMBNAILED_WEBHOOK_SECRET", ""),
+		CallbackTimeout:          r.duration("THUMBNAILED_CALLBACK_TIMEOUT", DefaultCallbackTimeout, time.Millisecond),
+		CallbackSchedule:         r.schedule("THUMBNAILED_CALLBACK_RETRY_SCHEDULE", DefaultCallbackSchedule),
+		EmailSchedule:            r.schedule("THUMBNAILED_EMAIL_RETRY_SCHEDULE", DefaultEmailSchedule),
+		EmailPerRecipientPerHour: r.integer("THUMBNAILED_EMAIL_PER_RECIPIENT_PER_HOUR", DefaultEmailPerRecipientHour, 1, 1_000_000),
+		InlineMaxBytes:           int64(r.integer("THUMBNAILED_CALLBACK_INLINE_MAX_BYTES", DefaultInlineMaxBytes, 0, 16<<20)),
+	}
+	if smtpURL := r.str("THUMBNAILED_SMTP_URL", ""); smtpURL != "" {
+		if s, err := notifier.ParseSMTPURL(smtpURL); err != nil {
+			r.errs = append(r.errs, err) // its messages name the variable, never the password
+		} else {
+			c.Notifier.SMTP = &s
+		}
+	}
+	allowAnonymousEmail := r.boolean("THUMBNAILED_ALLOW_ANONYMOUS_EMAIL", false)
+	c.WebUI = webui.Config{
+		Addr:     r.str("THUMBNAILED_WEBUI_ADDR", DefaultWebUIAddr),
+		Password: r.str("THUMBNAILED_WEBUI_PASSWORD", ""),
+		Hosts:    r.list("THUMBNAILED_WEBUI_HOSTS"),
+	}
 
-	c.validate(&r)
+	c.validate(&r, allowAnonymousEmail)
 	return c, errors.Join(r.errs...)
 }
 
-func (c *Config) validate(r *reader) {
+func (c *Config) validate(r *reader, allowAnonymousEmail bool) {
 	known := false
 	for _, role := range Roles {
 		known = known || role == c.Role
@@ -166,42 +220,45 @@ func (c *Config) validate(r *reader) {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		r.fail("THUMBNAILED_ADDR", "must be host:port or :port (%v)", err)
 	}
-	if _, _, err := net.SplitHostPort(c.WebUIAddr); err != nil {
+	if _, _, err := net.SplitHostPort(c.WebUI.Addr); err != nil {
 		r.fail("THUMBNAILED_WEBUI_ADDR", "must be host:port (%v)", err)
 	}
-	for _, k := range c.APIKeys {
-		if len(k) < 16 {
-			r.fail("THUMBNAILED_API_KEYS", "every key must be at least 16 characters (one is %d)", len(k))
-			break
+	if ring, err := keys.Load(c.APIKeys, c.APIKeysFile); err != nil {
+		r.errs = append(r.errs, err)
+	} else {
+		c.Keys = ring.Current()
+	}
+	open := c.Keys == nil || c.Keys.Len() == 0
+	if c.Notifier.SMTP != nil && (c.Role == RoleAll || c.Role == RoleAPI) && open && !allowAnonymousEmail {
+		r.fail("THUMBNAILED_SMTP_URL", "is set while there are no API keys (THUMBNAILED_API_KEYS or THUMBNAILED_API_KEYS_FILE): an open service would relay mail for anyone; set API keys, or THUMBNAILED_ALLOW_ANONYMOUS_EMAIL=true if that is really intended")
+	}
+	if a, err := mail.ParseAddress(c.Notifier.MailFrom); err != nil || a.Name != "" || strings.ContainsAny(c.Notifier.MailFrom, "\r\n") {
+		r.fail("THUMBNAILED_MAIL_FROM", "must be a plain email address such as thumbnails@example.com")
+	}
+	if c.Notifier.WebhookSecret != "" && keys.ValidSecret(c.Notifier.WebhookSecret) != nil {
+		r.fail("THUMBNAILED_WEBHOOK_SECRET", "must be whsec_ followed by base64 of at least 16 random bytes")
+	}
+	for _, p := range c.Server.TrustedProxies {
+		if p.Bits() == 0 {
+			r.fail("THUMBNAILED_TRUSTED_PROXIES", "must not contain %s: that would believe X-Forwarded-For from every address, and any client could choose its own rate limit", p)
 		}
 	}
-	if c.SMTPURL != "" {
-		if _, err := ParseSMTPURL(c.SMTPURL); err != nil {
-			r.errs = append(r.errs, err) // its messages name the variable, never the password
-		}
-		if (c.Role == RoleAll || c.Role == RoleAPI) && len(c.APIKeys) == 0 && !c.AllowAnonymousEmail {
-			r.fail("THUMBNAILED_SMTP_URL", "is set while THUMBNAILED_API_KEYS is empty: an open service would relay mail for anyone; set API keys, or THUMBNAILED_ALLOW_ANONYMOUS_EMAIL=true if that is really intended")
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			r.fail("THUMBNAILED_PUBLIC_URL", "must be the API's base URL, such as https://thumbs.example.com")
 		}
 	}
-	if c.MailFrom == "" || strings.ContainsAny(c.MailFrom, "\r\n") || !strings.Contains(c.MailFrom, "@") {
-		r.fail("THUMBNAILED_MAIL_FROM", "must be an email address")
-	}
-	if c.WebhookSecret != "" {
-		raw, ok := strings.CutPrefix(c.WebhookSecret, "whsec_")
-		b, err := base64.StdEncoding.DecodeString(raw)
-		if !ok || err != nil || len(b) < 16 {
-			r.fail("THUMBNAILED_WEBHOOK_SECRET", "must be whsec_ followed by base64 of at least 16 random bytes")
-		}
+	switch {
+	case c.LinkSecret != "" && len(c.LinkSecret) < 16:
+		r.fail("THUMBNAILED_LINK_SECRET", "must be at least 16 characters")
+	case c.LinkSecret == "" && (c.Role == RoleAPI || c.Role == RoleWorker):
+		r.fail("THUMBNAILED_LINK_SECRET", "is required for the %s role: every api and worker process must sign links with the same key", c.Role)
 	}
 	if c.Role == RoleWebUI {
-		if host, _, err := net.SplitHostPort(c.WebUIAddr); err == nil && c.WebUIPassword == "" && !isLoopback(host) {
-			r.fail("THUMBNAILED_WEBUI_ADDR", "binds %s, which is not a loopback address, while THUMBNAILED_WEBUI_PASSWORD is empty: set a password", c.WebUIAddr)
+		if host, _, err := net.SplitHostPort(c.WebUI.Addr); err == nil && c.WebUI.Password == "" && !isLoopback(host) {
+			r.fail("THUMBNAILED_WEBUI_ADDR", "binds %s, which is not a loopback address, while THUMBNAILED_WEBUI_PASSWORD is empty: set a password", c.WebUI.Addr)
 		}
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		r.fail("THUMBNAILED_LOG_LEVEL", "must be debug, info, warn or error")
 	}
 }
 
@@ -231,7 +288,7 @@ func (r *reader) str(name, def string) string {
 
 func (r *reader) list(name string) []string {
 	var out []string
-	for _, part := range strings.Split(r.getenv(name), ",") {
+	for _, part := range strings.Split(r.str(name, ""), ",") {
 		if part = strings.TrimSpace(part); part != "" {
 			out = append(out, part)
 		}
@@ -240,7 +297,7 @@ func (r *reader) list(name string) []string {
 }
 
 func (r *reader) integer(name string, def, lo, hi int) int {
-	v := strings.TrimSpace(r.getenv(name))
+	v := r.str(name, "")
 	if v == "" {
 		return def
 	}
@@ -252,21 +309,23 @@ func (r *reader) integer(name string, def, lo, hi int) int {
 	return n
 }
 
-func (r *reader) float(name string, def float64) float64 {
-	v := strings.TrimSpace(r.getenv(name))
+// rate reads requests per second: a positive finite number, not so small
+// that its interval overflows (which would switch the limit off).
+func (r *reader) rate(name string, def float64) float64 {
+	v := r.str(name, "")
 	if v == "" {
 		return def
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f <= 0 {
-		r.fail(name, "must be a positive number, not %q", v)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0.001 || f > 1e6 {
+		r.fail(name, "must be a number of requests per second from 0.001 to 1000000, not %q", v)
 		return def
 	}
 	return f
 }
 
 func (r *reader) boolean(name string, def bool) bool {
-	v := strings.TrimSpace(r.getenv(name))
+	v := r.str(name, "")
 	if v == "" {
 		return def
 	}
@@ -278,21 +337,22 @@ func (r *reader) boolean(name string, def bool) bool {
 	return b
 }
 
-func (r *reader) duration(name string, def time.Duration) time.Duration {
-	v := strings.TrimSpace(r.getenv(name))
+// duration reads a duration of at least least.
+func (r *reader) duration(name string, def, least time.Duration) time.Duration {
+	v := r.str(name, "")
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		r.fail(name, "must be a positive duration like 30s or 5m, not %q", v)
+	if err != nil || d < least {
+		r.fail(name, "must be a duration of at least %s, like 30s or 5m, not %q", least, v)
 		return def
 	}
 	return d
 }
 
 func (r *reader) schedule(name, def string) retry.Schedule {
-	v := strings.TrimSpace(r.getenv(name))
+	v := r.str(name, "")
 	if v == "" {
 		v = def
 	}
@@ -301,6 +361,18 @@ func (r *reader) schedule(name, def string) retry.Schedule {
 		r.fail(name, "%v", err)
 	}
 	return s
+}
+
+func (r *reader) level(name string) slog.Level {
+	var l slog.Level
+	v := r.str(name, "info")
+	switch v {
+	case "debug", "info", "warn", "error":
+		_ = l.UnmarshalText([]byte(v))
+	default:
+		r.fail(name, "must be debug, info, warn or error")
+	}
+	return l
 }
 
 func (r *reader) prefixes(name string) []netip.Prefix {
@@ -318,4 +390,15 @@ func (r *reader) prefixes(name string) []netip.Prefix {
 		out = append(out, p.Masked())
 	}
 	return out
+}
+
+// Addrs are the listen addresses, for the health check.
+type Addrs struct{ API, WebUI string }
+
+// LoadAddrs reads only the listen addresses, with their defaults, the way
+// Load does.
+func LoadAddrs(getenv func(string) string) (Addrs, error) {
+	r := reader{getenv: getenv}
+	a := Addrs{API: r.str("THUMBNAILED_ADDR", DefaultAddr), WebUI: r.str("THUMBNAILED_WEBUI_ADDR", DefaultWebUIAddr)}
+	return a, errors.Join(r.errs...)
 }

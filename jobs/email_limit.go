@@ -46,15 +46,15 @@ return {1, n + 1}
 // this one included when allowed. Asking again for the same job in the same
 // hour is allowed without counting twice.
 func (s *Store) AllowEmail(ctx context.Context, recipient, jobID string, limit int, now time.Time) (allowed bool, count int, err error) {
-	conn, err := s.pool.GetContext(ctx)
+	conn, err := s.conn(ctx)
 	if err != nil {
-		return false, 0, fmt.Errorf("redis: %w", err)
+		return false, 0, err
 	}
 	defer conn.Close()
 	reply, err := redis.Int64s(allowEmailScript.DoContext(ctx, conn,
 		s.emailCountKey(recipient, now), jobID, limit, int64(emailCountTTL/time.Second)))
 	if err != nil {
-		return false, 0, fmt.Errorf("email count: %w", err)
+		return false, 0, unavailable("email count", err)
 	}
 	if len(reply) != 2 {
 		return false, 0, fmt.Errorf("email count: unexpected reply %v", reply)

@@ -52,13 +52,14 @@ func (e *LimitedError) Error() string {
 }
 
 // Allow reports whether identifier may make a request now. When it may not,
-// the error is a *LimitedError with the wait.
+// the error is a *LimitedError with the wait. When Redis cannot answer it
+// fails closed: not allowed, with an ErrUnavailable error.
 func (l *RateLimiter) Allow(identifier string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	conn, err := l.pool.GetContext(ctx)
 	if err != nil {
-		return true, fmt.Errorf("rate limiter: %w", err)
+		return false, unavailable("rate limiter", err)
 	}
 	defer conn.Close()
 	// The identifier may be an IP or a key digest; hash it so keys stay short and uniform.
@@ -66,12 +67,12 @@ func (l *RateLimiter) Allow(identifier string) (bool, error) {
 	key := l.ns + ":ratelimit:" + hex.EncodeToString(sum[:12])
 	reply, err := redis.Values(gcra.DoContext(ctx, conn, key, l.interval, l.burst))
 	if err != nil {
-		return true, fmt.Errorf("rate limiter: %w", err)
+		return false, unavailable("rate limiter", err)
 	}
 	var allowed int
 	var waitMS int64
 	if _, err := redis.Scan(reply, &allowed, &waitMS); err != nil {
-		return true, fmt.Errorf("rate limiter: %w", err)
+		return false, fmt.Errorf("rate limiter: %w", err)
 	}
 	if allowed == 1 {
 		return true, nil

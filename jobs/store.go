@@ -5,93 +5,162 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
 
-// ErrNotFound means the job does not exist or has expired.
+// ErrNotFound means the job does not exist: unknown, expired or erased.
 var ErrNotFound = errors.New("job not found")
 
-// Store keeps job records, thumbnails and uploaded originals in Redis.
+// ErrUnavailable is wrapped by every error that means Redis cannot answer
+// now: down, stalled past the call's deadline, loading, read-only, or out of
+// memory. The API answers 503 for these; workers try again later.
+var ErrUnavailable = errors.New("redis unavailable")
+
+// Work is one piece of work for the queue: a job's thumbnail run, or one
+// attempt of one of its deliveries.
+type Work struct {
+	Kind    string // KindThumbnail, or a delivery channel
+	JobID   string
+	Attempt int // deliveries: 1-based
+	// Redeliver marks a delivery attempt that starts a new series on a
+	// delivery that had ended (the web UI's retry of a dead delivery job).
+	Redeliver bool
+}
+
+// KindThumbnail is the work of making a job's images; delivery work is
+// named by its channel.
+const KindThumbnail = "thumbnail"
+
+// Push is how a piece of work goes onto the queue: push Payload onto the
+// Redis list List. Its format is the queue's business, not this package's.
+type Push struct {
+	List    string
+	Payload string
+}
+
+// Queue turns work into queue entries (worker.Queue, gocraft/work's format).
+type Queue interface {
+	Entry(w Work) Push
+}
+
+// Options configures a Store.
+type Options struct {
+	Namespace string
+	// TTL is how long a record is kept after its job ended (THUMBNAILED_RESULT_TTL).
+	TTL time.Duration
+	// Lease is how long running work holds its lease without renewing it
+	// (THUMBNAILED_STALE_AFTER): past it, the sweeper takes the work back.
+	Lease time.Duration
+	Queue Queue
+	// Clock is the time; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Store keeps job records and their bookkeeping in Redis.
 //
 // Keys (all under the namespace):
 //
-//	{ns}:record:{id}    the job record, JSON
-//	{ns}:image:{id}     the thumbnail bytes
-//	{ns}:upload:{id}    an uploaded original, until its job ends
-//	{ns}:processing     sorted set of processing job ids by heartbeat (unix ms)
+//	{ns}:record:{id}        the job record, JSON; expires at its ExpiresAt
+//	{ns}:leases             sorted set "kind:id" -> lease expiry (unix ms) of running work
+//	{ns}:due                sorted set "list\npayload" -> when the queue entry is due (unix ms)
+//	{ns}:expiry             sorted set id -> when the job's images must be gone (unix ms)
+//	{ns}:client:{scope}     sorted set id -> created (unix ms): a client's jobs, for listing
 //	{ns}:idempotency:{scope}:{key}
+//	{ns}:events             pub/sub channel: "{id} {version}" on every change of a record
+//	{ns}:wake               pub/sub channel: work was queued
 type Store struct {
-	pool *redis.Pool
-	ns   string
-	ttl  time.Duration
-	now  func() time.Time
+	pool  *redis.Pool
+	ns    string
+	ttl   time.Duration
+	lease time.Duration
+	queue Queue
+	now   func() time.Time
 }
 
-// NewStore returns a Store that keeps everything for ttl.
-func NewStore(pool *redis.Pool, namespace string, ttl time.Duration) *Store {
-	return &Store{pool: pool, ns: namespace, ttl: ttl, now: time.Now}
+// NewStore returns a Store on pool.
+func NewStore(pool *redis.Pool, opts Options) *Store {
+	s := &Store{pool: pool, ns: opts.Namespace, ttl: opts.TTL, lease: opts.Lease, queue: opts.Queue, now: opts.Clock}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
 }
 
-func (s *Store) recordKey(id string) string { return s.ns + ":record:" + id }
-func (s *Store) imageKey(id string) string  { return s.ns + ":image:" + id }
-func (s *Store) uploadKey(id string) string { return s.ns + ":upload:" + id }
-func (s *Store) processingKey() string      { return s.ns + ":processing" }
+func (s *Store) recordKey(id string) string       { return s.ns + ":record:" + id }
+func (s *Store) clientKey(scope string) string    { return s.ns + ":client:" + scope }
+func (s *Store) leasesKey() string                { return s.ns + ":leases" }
+func (s *Store) dueKey() string                   { return s.ns + ":due" }
+func (s *Store) expiryKey() string                { return s.ns + ":expiry" }
+func (s *Store) eventsChannel() string            { return s.ns + ":events" }
+func (s *Store) wakeChannel() string              { return s.ns + ":wake" }
+func leaseMember(kind, id string) string          { return kind + ":" + id }
+func (s *Store) clock() time.Time                 { return s.now().UTC() }
+func (s *Store) idemKey(scope, key string) string { return s.ns + ":idempotency:" + scope + ":" + key }
 
-// Pool is the Redis pool the store uses; the queue and the worker pool share it.
-func (s *Store) Pool() *redis.Pool { return s.pool }
+// conn takes a connection honouring ctx's deadline.
+func (s *Store) conn(ctx context.Context) (redis.Conn, error) {
+	c, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return nil, unavailable("connect", err)
+	}
+	return c, nil
+}
 
-// Namespace is the Redis namespace of the store and the queue.
-func (s *Store) Namespace() string { return s.ns }
+// unavailable wraps an error that means Redis cannot answer now in
+// ErrUnavailable, and any error with what was being done.
+func unavailable(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isUnavailable(err) {
+		return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func isUnavailable(err error) bool {
+	var netErr net.Error
+	var re redis.Error
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return false // already wrapped
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.As(err, &netErr), errors.Is(err, redis.ErrPoolExhausted):
+		return true
+	case errors.As(err, &re):
+		for _, prefix := range []string{"OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MISCONF"} {
+			if strings.HasPrefix(string(re), prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	// redigo reports a closed or broken connection with plain errors.
+	msg := err.Error()
+	return strings.Contains(msg, "closed") || strings.Contains(msg, "EOF") ||
+		strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
+}
 
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
-	conn, err := s.pool.GetContext(ctx)
+	conn, err := s.conn(ctx)
 	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer conn.Close()
-	if _, err := redis.DoContext(conn, ctx, "PING"); err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	return nil
-}
-
-// Create stores a new queued job and, for an upload, the original bytes.
-func (s *Store) Create(ctx context.Context, job *Job, upload []byte) error {
-	body, err := json.Marshal(job)
-	if err != nil {
-		return fmt.Errorf("encode job %s: %w", job.ID, err)
-	}
-	conn, err := s.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer conn.Close()
-	ms := s.ttl.Milliseconds()
-	if err := conn.Send("MULTI"); err != nil {
 		return err
 	}
-	if upload != nil {
-		_ = conn.Send("SET", s.uploadKey(job.ID), upload, "PX", ms)
-	}
-	_ = conn.Send("SET", s.recordKey(job.ID), body, "PX", ms, "NX")
-	reply, err := redis.Values(redis.DoContext(conn, ctx, "EXEC"))
-	if err != nil {
-		return fmt.Errorf("create job %s: %w", job.ID, err)
-	}
-	if reply[len(reply)-1] == nil {
-		return fmt.Errorf("create job %s: the id is already taken", job.ID)
-	}
-	return nil
+	defer conn.Close()
+	_, err = redis.DoContext(conn, ctx, "PING")
+	return unavailable("ping", err)
 }
 
 // Get returns the job, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
-	conn, err := s.pool.GetContext(ctx)
+	conn, err := s.conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+		return nil, err
 	}
 	defer conn.Close()
 	return s.get(ctx, conn, id)
@@ -103,7 +172,7 @@ func (s *Store) get(ctx context.Context, conn redis.Conn, id string) (*Job, erro
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
+		return nil, unavailable("get job "+id, err)
 	}
 	var job Job
 	if err := json.Unmarshal(body, &job); err != nil {
@@ -112,82 +181,81 @@ func (s *Store) get(ctx context.Context, conn redis.Conn, id string) (*Job, erro
 	return &job, nil
 }
 
-// Image returns the thumbnail bytes of a succeeded job, or ErrNotFound.
-func (s *Store) Image(ctx context.Context, id string) ([]byte, error) {
-	return s.getBytes(ctx, s.imageKey(id))
+// tx is one transaction on a record: the commands a change adds are sent
+// inside MULTI, after the record itself, so they happen together or not at all.
+type tx struct {
+	s    *Store
+	conn redis.Conn
+	now  time.Time
+	cmds [][]any
+	wake bool
 }
 
-// Upload returns the uploaded original of a job that has not ended, or ErrNotFound.
-func (s *Store) Upload(ctx context.Context, id string) ([]byte, error) {
-	return s.getBytes(ctx, s.uploadKey(id))
+func (t *tx) send(args ...any) { t.cmds = append(t.cmds, args) }
+
+// push queues work now.
+func (t *tx) push(w Work) {
+	p := t.s.queue.Entry(w)
+	t.send("LPUSH", p.List, p.Payload)
+	t.wake = true
 }
 
-func (s *Store) getBytes(ctx context.Context, key string) ([]byte, error) {
-	conn, err := s.pool.GetContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+// due queues work for later: the sweeper moves it to the queue at its time.
+func (t *tx) due(w Work, at time.Time) {
+	if !at.After(t.now) {
+		t.push(w)
+		return
 	}
-	defer conn.Close()
-	b, err := redis.Bytes(redis.DoContext(conn, ctx, "GET", key))
-	if errors.Is(err, redis.ErrNil) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	return b, nil
+	p := t.s.queue.Entry(w)
+	t.send("ZADD", t.s.dueKey(), at.UnixMilli(), p.List+"\n"+p.Payload)
+}
+
+// takeLease gives running work its lease.
+func (t *tx) takeLease(kind, id string) {
+	t.send("ZADD", t.s.leasesKey(), t.now.Add(t.s.lease).UnixMilli(), leaseMember(kind, id))
+}
+
+func (t *tx) dropLease(kind, id string) {
+	t.send("ZREM", t.s.leasesKey(), leaseMember(kind, id))
 }
 
 // errSkip from a change function means "leave the record as it is".
 var errSkip = errors.New("no change")
 
-// change is one transition of a record. It may modify job and add commands to
-// the transaction (queued after the record is written). Returning errSkip
-// leaves the record untouched.
-type change func(job *Job, tx redis.Conn) error
+// change is one transition of a record. It may modify job and add commands
+// to the transaction. Returning errSkip leaves everything untouched.
+type change func(job *Job, t *tx) error
 
 // update applies fn to the record under optimistic locking (WATCH/MULTI), so
-// the thumbnail job and its delivery jobs can write the same record at once
-// without losing each other's changes. keepTTL keeps the record's expiry;
-// otherwise it restarts at the store's TTL.
-func (s *Store) update(ctx context.Context, id string, keepTTL bool, fn change) (*Job, error) {
-	conn, err := s.pool.GetContext(ctx)
+// every writer of one record (the run, its deliveries, the sweeper, the
+// API) can write at once without losing each other's changes. The record
+// keeps expiring at its ExpiresAt, which fn may move.
+func (s *Store) update(ctx context.Context, id string, fn change) (*Job, error) {
+	conn, err := s.conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+		return nil, err
 	}
 	defer conn.Close()
-	for attempt := 0; attempt < 50; attempt++ {
+	for range 50 {
 		if _, err := redis.DoContext(conn, ctx, "WATCH", s.recordKey(id)); err != nil {
-			return nil, fmt.Errorf("watch job %s: %w", id, err)
+			return nil, unavailable("watch job "+id, err)
 		}
 		job, err := s.get(ctx, conn, id)
 		if err != nil {
 			_, _ = conn.Do("UNWATCH")
 			return nil, err
 		}
-		if err := conn.Send("MULTI"); err != nil {
-			return nil, err
-		}
-		if err := fn(job, conn); err != nil {
-			_, _ = conn.Do("DISCARD")
+		t := &tx{s: s, conn: conn, now: s.clock()}
+		if err := fn(job, t); err != nil {
+			_, _ = conn.Do("UNWATCH")
 			if errors.Is(err, errSkip) {
 				return job, nil
 			}
 			return job, err
 		}
-		body, err := json.Marshal(job)
+		reply, err := s.commit(ctx, conn, job, t, false)
 		if err != nil {
-			_, _ = conn.Do("DISCARD")
-			return nil, fmt.Errorf("encode job %s: %w", id, err)
-		}
-		if keepTTL {
-			_ = conn.Send("SET", s.recordKey(id), body, "KEEPTTL")
-		} else {
-			_ = conn.Send("SET", s.recordKey(id), body, "PX", s.ttl.Milliseconds())
-		}
-		reply, err := redis.DoContext(conn, ctx, "EXEC")
-		if err != nil {
-			return nil, fmt.Errorf("update job %s: %w", id, err)
+			return nil, err
 		}
 		if reply != nil {
 			return job, nil
@@ -197,198 +265,39 @@ func (s *Store) update(ctx context.Context, id string, keepTTL bool, fn change) 
 	return nil, fmt.Errorf("update job %s: too much contention", id)
 }
 
-// BeginResult says what a worker should do with a job it picked up.
-type BeginResult int
-
-const (
-	// Run: the job is now processing; do the work.
-	Run BeginResult = iota
-	// Skip: the job already ended (a duplicate or a late re-run); do nothing.
-	Skip
-	// Crashed: earlier runs died too often; the job has been failed.
-	Crashed
-)
-
-// CodeWorkerCrashed is the error code of a job whose runs kept dying.
-const CodeWorkerCrashed = "worker_crashed"
-
-// Begin records the start of a run before any decoding happens. A run that
-// finds the job still marked processing, with a heartbeat older than
-// staleAfter, knows the run before it died (the queue re-runs such jobs
-// without counting them); after maxCrashes such deaths the job fails with
-// worker_crashed instead of looping on a poison image. A run that finds
-// another run alive (a fresh heartbeat) is a duplicate and skips.
-func (s *Store) Begin(ctx context.Context, id string, maxCrashes int, staleAfter time.Duration) (*Job, BeginResult, error) {
-	result := Run
-	job, err := s.update(ctx, id, false, func(job *Job, tx redis.Conn) error {
-		now := s.now().UTC()
-		if job.Status.Ended() {
-			result = Skip
-			return errSkip
-		}
-		if job.Status == StatusProcessing {
-			if job.HeartbeatAt != nil && now.Sub(*job.HeartbeatAt) < staleAfter {
-				result = Skip
-				return errSkip
-			}
-			job.Crashes++
-		}
-		if job.Crashes >= maxCrashes {
-			result = Crashed
-			s.finish(job, tx, now, StatusFailed)
-			job.Error = &Error{Code: CodeWorkerCrashed, Message: fmt.Sprintf(
-				"the worker processing this image stopped unexpectedly %d times; the image may be too demanding to process", job.Crashes)}
-			return nil
-		}
-		result = Run
-		job.Status = StatusProcessing
-		job.Attempts++
-		if job.StartedAt == nil {
-			job.StartedAt = &now
-		}
-		job.HeartbeatAt = &now
-		_ = tx.Send("ZADD", s.processingKey(), now.UnixMilli(), id)
-		return nil
-	})
-	return job, result, err
-}
-
-// Heartbeat says a processing job's worker is alive.
-func (s *Store) Heartbeat(ctx context.Context, id string) error {
-	_, err := s.update(ctx, id, true, func(job *Job, tx redis.Conn) error {
-		if job.Status != StatusProcessing {
-			return errSkip
-		}
-		now := s.now().UTC()
-		job.HeartbeatAt = &now
-		_ = tx.Send("ZADD", s.processingKey(), now.UnixMilli(), id)
-		return nil
-	})
-	return err
-}
-
-// Requeue puts a processing job back to queued after a transient failure;
-// the queue will run it again.
-func (s *Store) Requeue(ctx context.Context, id string) error {
-	_, err := s.update(ctx, id, false, func(job *Job, tx redis.Conn) error {
-		if job.Status != StatusProcessing {
-			return errSkip
-		}
-		job.Status = StatusQueued
-		job.HeartbeatAt = nil
-		_ = tx.Send("ZREM", s.processingKey(), id)
-		return nil
-	})
-	return err
-}
-
-// finish moves a job to its final status: the upload goes, the heartbeat
-// entry goes, and deliveries wait to be sent.
-func (s *Store) finish(job *Job, tx redis.Conn, now time.Time, status Status) {
-	job.Status = status
-	job.FinishedAt = &now
-	job.HeartbeatAt = nil
-	_ = tx.Send("DEL", s.uploadKey(job.ID))
-	_ = tx.Send("ZREM", s.processingKey(), job.ID)
-}
-
-// Succeed stores the thumbnail and ends the job succeeded. It returns
-// ended=false when the job had already ended (a duplicate run), in which
-// case nothing is written.
-func (s *Store) Succeed(ctx context.Context, id string, result Result, image []byte) (job *Job, ended bool, err error) {
-	job, err = s.update(ctx, id, false, func(job *Job, tx redis.Conn) error {
-		if job.Status.Ended() {
-			return errSkip
-		}
-		ended = true
-		s.finish(job, tx, s.now().UTC(), StatusSucceeded)
-		result.Bytes = len(image)
-		job.Result = &result
-		job.Error = nil
-		_ = tx.Send("SET", s.imageKey(id), image, "PX", s.ttl.Milliseconds())
-		return nil
-	})
-	return job, ended, err
-}
-
-// Fail ends the job failed with a code and a message. It returns ended=false
-// when the job had already ended.
-func (s *Store) Fail(ctx context.Context, id string, code, message string) (job *Job, ended bool, err error) {
-	job, err = s.update(ctx, id, false, func(job *Job, tx redis.Conn) error {
-		if job.Status.Ended() {
-			return errSkip
-		}
-		ended = true
-		s.finish(job, tx, s.now().UTC(), StatusFailed)
-		job.Error = &Error{Code: code, Message: message}
-		return nil
-	})
-	return job, ended, err
-}
-
-// UpdateDelivery changes one delivery of a job. fn returning an error
-// leaves the record unchanged and returns that error.
-func (s *Store) UpdateDelivery(ctx context.Context, id, channel string, fn func(job *Job, d *Delivery) error) (*Job, error) {
-	return s.update(ctx, id, true, func(job *Job, tx redis.Conn) error {
-		d := job.Delivery(channel)
-		if d == nil {
-			return fmt.Errorf("job %s has no %s delivery", id, channel)
-		}
-		return fn(job, d)
-	})
-}
-
-// Stale returns processing jobs whose last heartbeat is older than before.
-func (s *Store) Stale(ctx context.Context, before time.Time) ([]string, error) {
-	conn, err := s.pool.GetContext(ctx)
+// commit writes job and t's commands in one MULTI/EXEC. It returns nil
+// when a WATCHed key changed meanwhile (nothing was written). create uses
+// SET NX, so a record is never created twice.
+func (s *Store) commit(ctx context.Context, conn redis.Conn, job *Job, t *tx, create bool) (any, error) {
+	job.Version++
+	body, err := json.Marshal(job)
 	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+		_, _ = conn.Do("UNWATCH")
+		return nil, fmt.Errorf("encode job %s: %w", job.ID, err)
 	}
-	defer conn.Close()
-	ids, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGEBYSCORE", s.processingKey(), "-inf", before.UnixMilli()))
+	_ = conn.Send("MULTI")
+	set := []any{s.recordKey(job.ID), body, "PXAT", job.ExpiresAt.UnixMilli()}
+	if create {
+		set = append(set, "NX")
+	}
+	_ = conn.Send("SET", set...)
+	_ = conn.Send("ZADD", s.expiryKey(), job.ExpiresAt.UnixMilli(), job.ID)
+	for _, c := range t.cmds {
+		_ = conn.Send(c[0].(string), c[1:]...)
+	}
+	_ = conn.Send("PUBLISH", s.eventsChannel(), fmt.Sprintf("%s %d", job.ID, job.Version))
+	if t.wake {
+		_ = conn.Send("PUBLISH", s.wakeChannel(), "1")
+	}
+	reply, err := redis.DoContext(conn, ctx, "EXEC")
 	if err != nil {
-		return nil, fmt.Errorf("stale jobs: %w", err)
+		return nil, unavailable("write job "+job.ID, err)
 	}
-	return ids, nil
-}
-
-// Forget drops a processing entry whose record has expired.
-func (s *Store) Forget(ctx context.Context, id string) error {
-	conn, err := s.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
+	if reply == nil {
+		job.Version--
+		return nil, nil
 	}
-	defer conn.Close()
-	_, err = redis.DoContext(conn, ctx, "ZREM", s.processingKey(), id)
-	return err
-}
-
-// Rescue takes back a processing job whose heartbeat is older than
-// staleBefore, because its worker died: the death counts as a crash and the
-// job is queued again, out of the processing set, so it is not rescued twice
-// while it waits its turn. It reports whether this caller made the rescue;
-// the caller then puts the job on the queue.
-func (s *Store) Rescue(ctx context.Context, id string, staleBefore time.Time) (bool, error) {
-	rescued := false
-	_, err := s.update(ctx, id, false, func(job *Job, tx redis.Conn) error {
-		if job.Status != StatusProcessing {
-			_ = tx.Send("ZREM", s.processingKey(), id)
-			return nil
-		}
-		if job.HeartbeatAt != nil && job.HeartbeatAt.After(staleBefore) {
-			return errSkip
-		}
-		rescued = true
-		job.Crashes++
-		job.Status = StatusQueued
-		job.HeartbeatAt = nil
-		_ = tx.Send("ZREM", s.processingKey(), id)
-		return nil
-	})
-	if errors.Is(err, ErrNotFound) {
-		return false, s.Forget(ctx, id)
-	}
-	return rescued, err
+	return reply, nil
 }
 
 // lead takes or renews a lease: the holder keeps it while it renews in time.
@@ -407,14 +316,14 @@ return 1
 // or reports that another holds it. Work every process could do, but only
 // one should, takes turns this way; a holder that renews in time keeps it.
 func (s *Store) Lead(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
-	conn, err := s.pool.GetContext(ctx)
+	conn, err := s.conn(ctx)
 	if err != nil {
-		return false, fmt.Errorf("redis: %w", err)
+		return false, err
 	}
 	defer conn.Close()
 	ok, err := redis.Bool(lead.DoContext(ctx, conn, s.ns+":lead:"+name, holder, ttl.Milliseconds()))
 	if err != nil {
-		return false, fmt.Errorf("lead %s: %w", name, err)
+		return false, unavailable("lead "+name, err)
 	}
 	return ok, nil
 }

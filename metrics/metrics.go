@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gocraft/work"
-	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,9 +24,8 @@ type Metrics struct {
 	httpLatency *prometheus.HistogramVec
 }
 
-// New registers every collector. With a Redis pool it also reports the
-// gocraft/work queues (depth and oldest job age per job type) at each scrape.
-func New(namespace string, pool *redis.Pool) *Metrics {
+// New registers every collector.
+func New() *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -55,10 +52,15 @@ func New(namespace string, pool *redis.Pool) *Metrics {
 	}
 	m.registry.MustRegister(m.enqueued, m.finished, m.stage, m.deliveries, m.httpReqs, m.httpLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if pool != nil {
-		m.registry.MustRegister(&queueCollector{client: work.NewClient(namespace, pool)})
-	}
 	return m
+}
+
+// Register adds a collector of figures read at scrape time (the worker's
+// queue collector).
+func (m *Metrics) Register(c prometheus.Collector) {
+	if m != nil {
+		m.registry.MustRegister(c)
+	}
 }
 
 // Handler serves the registry.
@@ -97,49 +99,37 @@ func (m *Metrics) Delivery(channel, outcome string) {
 	}
 }
 
-// Request records one HTTP request.
+// Request records one HTTP request. Every label comes from a fixed set, so
+// no client can add a series: a method the service does not know is
+// "other", and a path that matched no route is "unmatched" (route is the
+// matched route's pattern, never the path a client sent).
 func (m *Metrics) Request(method, route string, status int, d time.Duration) {
-	if m != nil {
-		m.httpReqs.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
-		m.httpLatency.WithLabelValues(method, route).Observe(d.Seconds())
-	}
-}
-
-// queueCollector asks gocraft/work for its queues at scrape time, so every
-// process reports the same shared figures without keeping state.
-type queueCollector struct{ client *work.Client }
-
-var (
-	queueDepth = prometheus.NewDesc("thumbnailed_queue_depth", "Jobs waiting in a gocraft/work queue, by job type.", []string{"type"}, nil)
-	queueAge   = prometheus.NewDesc("thumbnailed_queue_oldest_job_age_seconds", "Age of the oldest waiting job, by job type.", []string{"type"}, nil)
-	scheduled  = prometheus.NewDesc("thumbnailed_scheduled_jobs", "Jobs waiting in the scheduled set (delivery retries).", nil, nil)
-	retrying   = prometheus.NewDesc("thumbnailed_retry_jobs", "Jobs waiting in the retry set.", nil, nil)
-	dead       = prometheus.NewDesc("thumbnailed_dead_jobs", "Jobs in the dead set.", nil, nil)
-)
-
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{queueDepth, queueAge, scheduled, retrying, dead} {
-		ch <- d
-	}
-}
-
-func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	queues, err := c.client.Queues()
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(queueDepth, err)
+	if m == nil {
 		return
 	}
-	for _, q := range queues {
-		ch <- prometheus.MustNewConstMetric(queueDepth, prometheus.GaugeValue, float64(q.Count), q.JobName)
-		ch <- prometheus.MustNewConstMetric(queueAge, prometheus.GaugeValue, float64(q.Latency), q.JobName)
+	if route == "" {
+		route = "unmatched"
 	}
-	if _, n, err := c.client.ScheduledJobs(1); err == nil {
-		ch <- prometheus.MustNewConstMetric(scheduled, prometheus.GaugeValue, float64(n))
-	}
-	if _, n, err := c.client.RetryJobs(1); err == nil {
-		ch <- prometheus.MustNewConstMetric(retrying, prometheus.GaugeValue, float64(n))
-	}
-	if _, n, err := c.client.DeadJobs(1); err == nil {
-		ch <- prometheus.MustNewConstMetric(dead, prometheus.GaugeValue, float64(n))
-	}
+	method = Method(method)
+	m.httpReqs.WithLabelValues(method, route, statusClass(status)).Inc()
+	m.httpLatency.WithLabelValues(method, route).Observe(d.Seconds())
 }
+
+// Method is an HTTP method as a label: one of the standard methods, or "other".
+func Method(method string) string {
+	switch method {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE":
+		return method
+	}
+	return "other"
+}
+
+// statusClass is a status as a label: the code itself when it is a real
+// one (the server chooses it), else "other".
+func statusClass(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status)
+}
+

@@ -11,8 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/thumbnailed/thumbnailed/blob"
+	"github.com/thumbnailed/thumbnailed/codes"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/safehttp"
 	"github.com/thumbnailed/thumbnailed/view"
@@ -22,47 +25,35 @@ import (
 // UserAgent is sent with every callback.
 const UserAgent = "Thumbnailed-Webhooks/1"
 
-// maxDrain is how much of a receiver's answer is read (and thrown away)
-// before the connection is closed or reused.
+// maxDrain is how much of a receiver's answer is read before the connection
+// is closed or reused; its first bytes go to the attempt log.
 const maxDrain = 64 << 10
 
 // sendCallback makes one attempt to POST the job's event to its callback URL.
-func (n *Notifier) sendCallback(ctx context.Context, log *slog.Logger, job *jobs.Job) outcome {
-	target := job.Request.CallbackURL
-	// The URL was checked at submit; the rule may have changed since, and
-	// the dial-time check below covers what the name resolves to now.
-	if err := safehttp.CheckURL(target, n.cfg.AllowPrivateNetworks); err != nil {
-		return failed(CodeCallbackForbidden, "the callback URL is not allowed: %s", reason(err))
+func (n *Notifier) sendCallback(ctx context.Context, log *slog.Logger, job *jobs.Job) result {
+	body, r, ok := n.eventBody(ctx, log, job)
+	if !ok {
+		return r
 	}
-	var image []byte
-	if job.Status == jobs.StatusSucceeded {
-		var err error
-		image, err = n.store.Image(ctx, job.ID)
-		if errors.Is(err, jobs.ErrNotFound) {
-			log.Warn("the thumbnail has expired; the callback goes without it")
-		} else if err != nil {
-			return retryable("could not read the thumbnail: %s", err)
-		}
-	}
-	body, err := json.Marshal(view.NewEvent(job, image))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, job.Request.CallbackURL, bytes.NewReader(body))
 	if err != nil {
-		return failed(CodeInternal, "could not encode the callback: %s", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return failed(CodeCallbackForbidden, "the callback URL is not valid")
+		return failed(codes.CallbackForbidden, "the callback URL is not valid")
 	}
 	sent := n.now()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set(webhook.HeaderID, job.EventID())
 	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(sent.Unix(), 10))
-	if n.cfg.WebhookSecret != "" {
-		sig, err := webhook.Sign(n.cfg.WebhookSecret, job.EventID(), sent, body)
+	var signatures []string
+	for _, secret := range n.secretsFor(job) {
+		sig, err := webhook.Sign(secret, job.EventID(), sent, body)
 		if err != nil {
-			return failed(CodeInternal, "could not sign the callback: the webhook secret is not valid")
+			return failed(codes.Internal, "could not sign the callback: a webhook secret is not valid")
 		}
-		req.Header.Set(webhook.HeaderSignature, sig)
+		signatures = append(signatures, sig)
+	}
+	if len(signatures) > 0 {
+		req.Header.Set(webhook.HeaderSignature, strings.Join(signatures, " "))
 	}
 
 	resp, err := n.client.Do(req)
@@ -70,7 +61,7 @@ func (n *Notifier) sendCallback(ctx context.Context, log *slog.Logger, job *jobs
 		var forbidden *safehttp.ForbiddenError
 		switch {
 		case errors.As(err, &forbidden):
-			return failed(CodeCallbackForbidden, "the callback URL is not allowed: %s", forbidden.Error())
+			return failed(codes.CallbackForbidden, "the callback URL is not allowed: %s", forbidden.Error())
 		case safehttp.IsTimeout(err):
 			return retryable("the receiver did not answer within %s", n.cfg.CallbackTimeout)
 		default:
@@ -78,27 +69,83 @@ func (n *Notifier) sendCallback(ctx context.Context, log *slog.Logger, job *jobs
 		}
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxDrain))
 
 	status := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return outcome{delivered: true}
+		r = result{delivered: true}
 	case resp.StatusCode == http.StatusGone:
-		return failed(CodeCallbackGone, "the receiver answered %s: it wants no more callbacks", status)
+		r = failed(codes.CallbackGone, "the receiver answered %s: it wants no more callbacks", status)
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return withRetryAfter(retryable("the receiver answered %s; callbacks do not follow redirects, so give the final URL", status), resp.Header, n.now())
+		r = withRetryAfter(retryable("the receiver answered %s; callbacks do not follow redirects, so give the final URL", status), resp.Header, n.now())
 	default:
-		return withRetryAfter(retryable("the receiver answered %s", status), resp.Header, n.now())
+		r = withRetryAfter(retryable("the receiver answered %s", status), resp.Header, n.now())
 	}
+	r.statusCode, r.response = resp.StatusCode, cleanResponse(answer)
+	return r
+}
+
+// eventBody is the job's callback body: the frozen one, or, on the first
+// attempt, the event made now and frozen (jobs.EventBlob). Every attempt
+// and redelivery sends exactly those bytes, so receivers that dedupe on a
+// body hash see repeats as repeats; the live state is in GET.
+func (n *Notifier) eventBody(ctx context.Context, log *slog.Logger, job *jobs.Job) ([]byte, result, bool) {
+	body, err := n.blobs.Get(ctx, job.ID, jobs.EventBlob)
+	if err == nil {
+		return body, result{}, true
+	}
+	if !errors.Is(err, blob.ErrNotFound) {
+		return nil, retryable("could not read the callback's body: %s", err), false
+	}
+	inline, err := n.inlineImages(ctx, job)
+	if err != nil {
+		return nil, retryable("could not read the images: %s", err), false
+	}
+	body, err = json.Marshal(view.NewEvent(job, n.links, inline))
+	if err != nil {
+		return nil, failed(codes.Internal, "could not encode the callback: %s", err), false
+	}
+	if _, err := n.blobs.Put(ctx, job.ID, jobs.EventBlob, bytes.NewReader(body), job.ExpiresAt); err != nil {
+		return nil, retryable("could not store the callback's body: %s", err), false
+	}
+	log.Debug("callback body frozen", "bytes", len(body), "inline_images", len(inline))
+	return body, result{}, true
+}
+
+// inlineImages are the bytes of every output when together they fit in
+// the inline limit; nil otherwise (the event then carries links only).
+func (n *Notifier) inlineImages(ctx context.Context, job *jobs.Job) (map[string][]byte, error) {
+	if job.Status != jobs.StatusSucceeded || job.Result == nil || n.cfg.InlineMaxBytes <= 0 {
+		return nil, nil
+	}
+	var total int64
+	for _, o := range job.Result.Outputs {
+		total += int64(o.Bytes)
+	}
+	if total > n.cfg.InlineMaxBytes {
+		return nil, nil
+	}
+	images := map[string][]byte{}
+	for _, o := range job.Result.Outputs {
+		b, err := n.blobs.Get(ctx, job.ID, o.Blob())
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, nil // expired: links only
+		}
+		if err != nil {
+			return nil, err
+		}
+		images[o.Name] = b
+	}
+	return images, nil
 }
 
 // withRetryAfter adds the receiver's Retry-After (seconds or an HTTP date).
-func withRetryAfter(o outcome, h http.Header, now time.Time) outcome {
+func withRetryAfter(r result, h http.Header, now time.Time) result {
 	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
-		o.retryAfter, o.hasRetryAfter = d, true
+		r.retryAfter, r.hasRetryAfter = d, true
 	}
-	return o
+	return r
 }
 
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {

@@ -16,57 +16,57 @@ import (
 
 	"github.com/wneessen/go-mail"
 
-	"github.com/thumbnailed/thumbnailed/config"
+	"github.com/thumbnailed/thumbnailed/blob"
+	"github.com/thumbnailed/thumbnailed/codes"
 	"github.com/thumbnailed/thumbnailed/jobs"
+	"github.com/thumbnailed/thumbnailed/mailaddr"
 	"github.com/thumbnailed/thumbnailed/templates"
 	"github.com/thumbnailed/thumbnailed/view"
 )
 
 // sendEmail makes one attempt to mail the job's result to its address.
-func (n *Notifier) sendEmail(ctx context.Context, log *slog.Logger, job *jobs.Job) outcome {
-	addr := job.Request.Email
-	if err := view.ValidEmail(addr); err != nil {
-		return failed(CodeRecipientInvalid, "%s", err)
+func (n *Notifier) sendEmail(ctx context.Context, log *slog.Logger, job *jobs.Job) result {
+	// The rule was checked at submit; the same rule gives the exact form
+	// sent to and the key the per-recipient limit counts.
+	addr, err := mailaddr.Parse(job.Request.Email)
+	if err != nil {
+		return failed(codes.RecipientInvalid, "%s", err)
 	}
-	allowed, _, err := n.store.AllowEmail(ctx, addr, job.ID, n.cfg.EmailPerRecipientPerHour, n.now())
+	allowed, _, err := n.store.AllowEmail(ctx, addr.Key(), job.ID, n.cfg.EmailPerRecipientPerHour, n.now())
 	if err != nil {
 		return retryable("could not check the per-recipient email limit: %s", err)
 	}
 	if !allowed {
-		return failed(CodeRecipientRateLimited,
-			"this address has already been sent %d emails this hour, the most this service sends to one address; the result is still available at %s",
-			n.cfg.EmailPerRecipientPerHour, view.JobPath(job.ID))
+		return failed(codes.RecipientRateLimited,
+			"this address has already been sent %d emails this hour, the most this service sends to one address; the result is still available from the API",
+			n.cfg.EmailPerRecipientPerHour)
 	}
-	var image []byte
-	if job.Status == jobs.StatusSucceeded {
-		image, err = n.store.Image(ctx, job.ID)
-		if errors.Is(err, jobs.ErrNotFound) {
-			log.Warn("the thumbnail has expired; the email goes without it")
-		} else if err != nil {
-			return retryable("could not read the thumbnail: %s", err)
-		}
-	}
-	msg, err := n.buildEmail(job, image)
+	msg, err := n.buildEmail(ctx, log, job, addr)
 	if err != nil {
-		return failed(CodeInternal, "could not write the email: %s", scrub(err.Error(), addr))
+		return retryable("could not write the email: %s", scrub(err.Error(), addr.String()))
 	}
 	if err := n.mailer.send(ctx, msg, job.ID); err != nil {
-		return classifyMailError(err, addr)
+		return classifyMailError(err, addr.String())
 	}
-	return outcome{delivered: true}
+	return result{delivered: true}
 }
 
 // classifyMailError: a 5xx answer fails the delivery at once; a 4xx answer,
 // a network error or anything else is worth another attempt.
-func classifyMailError(err error, addr string) outcome {
+func classifyMailError(err error, addr string) result {
 	var se *mail.SendError
-	if errors.As(err, &se) && se.ErrorCode() >= 500 && se.ErrorCode() < 600 {
-		return failed(CodeRecipientRejected, "the mail server refused the message: %s", scrub(sendErrorText(se), addr))
+	var r result
+	switch {
+	case errors.As(err, &se) && se.ErrorCode() >= 500 && se.ErrorCode() < 600:
+		r = failed(codes.RecipientRejected, "the mail server refused the message: %s", scrub(sendErrorText(se), addr))
+	case errors.As(err, &se):
+		r = retryable("the mail server did not take the message: %s", scrub(sendErrorText(se), addr))
+	default:
+		return retryable("could not hand the message to the mail server: %s", scrub(err.Error(), addr))
 	}
-	if errors.As(err, &se) {
-		return retryable("the mail server did not take the message: %s", scrub(sendErrorText(se), addr))
-	}
-	return retryable("could not hand the message to the mail server: %s", scrub(err.Error(), addr))
+	r.statusCode = se.ErrorCode()
+	r.response = cleanResponse([]byte(scrub(sendErrorText(se), addr)))
+	return r
 }
 
 // sendErrorText is go-mail's message without the lists of recipients and
@@ -95,24 +95,52 @@ func scrub(s, addr string) string {
 	return s
 }
 
-// buildEmail writes the message: text and HTML from templates, and on
-// success the thumbnail inline (cid) and attached. Every header goes through
-// go-mail, which encodes what it is given; the address was checked by
-// ValidEmail and the subject is folded onto one line by templates.
-func (n *Notifier) buildEmail(job *jobs.Job, image []byte) (*mail.Msg, error) {
-	data := templates.Data{JobID: job.ID, JobPath: view.JobPath(job.ID), Source: sourceForPeople(job.Request)}
+// maxEmailBytes keeps a message under what mail systems commonly take
+// (10 MB), counting base64's growth.
+const maxEmailBytes = 10_000_000
+
+// buildEmail writes the message: text and HTML from templates; on success
+// the first output inline (cid) as the one part a reader also saves, the
+// other outputs attached while the message stays under maxEmailBytes, and
+// every output listed with its signed link. Every header goes through
+// go-mail, which encodes what it is given; the address passed the rule and
+// the subject is folded onto one line by templates.
+func (n *Notifier) buildEmail(ctx context.Context, log *slog.Logger, job *jobs.Job, to mailaddr.Address) (*mail.Msg, error) {
+	data := templates.Data{JobID: job.ID, JobURL: n.links.Base + view.JobPath(job.ID), Source: sourceForPeople(job.Request),
+		Accepted: n.cfg.AcceptedFormats}
 	kind := templates.Failed
-	fileName := ""
-	contentType := ""
+	type file struct {
+		name, contentType string
+		bytes             []byte
+	}
+	var inline *file
+	var attachments []file
 	if job.Status == jobs.StatusSucceeded && job.Result != nil {
 		kind = templates.Succeeded
-		r := job.Result
-		data.Width, data.Height, data.Format, data.ContentType, data.Bytes = r.Width, r.Height, r.Format, r.ContentType, r.Bytes
-		data.ImagePath = view.ImagePath(job.ID)
-		if image != nil {
-			fileName = "thumbnail-" + safeName(job.ID) + extension(r.Format)
-			contentType = imageContentType(r.ContentType)
-			data.ImageCID = fileName + "@thumbnailed"
+		size := 0
+		for i, o := range job.Result.Outputs {
+			out := templates.Output{Name: o.Name, Width: o.Width, Height: o.Height, Format: o.Format, ContentType: o.ContentType,
+				Bytes: o.Bytes, URL: n.links.Output(job.ID, o.Name, job.ExpiresAt)}
+			if encoded := (o.Bytes + 2) / 3 * 4; size+encoded <= maxEmailBytes-200_000 {
+				b, err := n.blobs.Get(ctx, job.ID, o.Blob())
+				switch {
+				case errors.Is(err, blob.ErrNotFound):
+					log.Warn("an image has expired; the email goes without it", "output", o.Name)
+				case err != nil:
+					return nil, fmt.Errorf("read image %s: %w", o.Name, err)
+				default:
+					size += encoded
+					out.Attached = true
+					f := file{name: "thumbnail-" + safeName(job.ID) + "-" + safeName(o.Name) + extension(o.Format),
+						contentType: imageContentType(o.ContentType), bytes: b}
+					if i == 0 {
+						inline, data.ImageCID = &f, f.name+"@thumbnailed"
+					} else {
+						attachments = append(attachments, f)
+					}
+				}
+			}
+			data.Outputs = append(data.Outputs, out)
 		}
 	} else if job.Error != nil {
 		data.ErrorCode, data.ErrorMessage = job.Error.Code, job.Error.Message
@@ -128,7 +156,7 @@ func (n *Notifier) buildEmail(job *jobs.Job, image []byte) (*mail.Msg, error) {
 	if err := msg.From(n.cfg.MailFrom); err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
-	if err := msg.To(job.Request.Email); err != nil {
+	if err := msg.To(to.String()); err != nil {
 		return nil, fmt.Errorf("recipient: %w", err)
 	}
 	msg.Subject(rendered.Subject)
@@ -140,12 +168,17 @@ func (n *Notifier) buildEmail(job *jobs.Job, image []byte) (*mail.Msg, error) {
 	msg.SetGenHeader(mail.HeaderXAutoResponseSuppress, "All")
 	msg.SetBodyString(mail.TypeTextPlain, rendered.Text)
 	msg.AddAlternativeString(mail.TypeTextHTML, rendered.HTML)
-	if fileName != "" {
-		ct := mail.WithFileContentType(mail.ContentType(contentType))
-		if err := msg.EmbedReader(fileName, bytes.NewReader(image), ct, mail.WithFileContentID("<"+data.ImageCID+">")); err != nil {
+	if inline != nil {
+		// The inline image is the one part of it: shown in the HTML and
+		// saved by the reader under its file name.
+		ct := mail.WithFileContentType(mail.ContentType(inline.contentType))
+		if err := msg.EmbedReader(inline.name, bytes.NewReader(inline.bytes), ct, mail.WithFileContentID("<"+data.ImageCID+">")); err != nil {
 			return nil, fmt.Errorf("inline image: %w", err)
 		}
-		if err := msg.AttachReader(fileName, bytes.NewReader(image), ct); err != nil {
+	}
+	for _, f := range attachments {
+		ct := mail.WithFileContentType(mail.ContentType(f.contentType))
+		if err := msg.AttachReader(f.name, bytes.NewReader(f.bytes), ct); err != nil {
 			return nil, fmt.Errorf("attachment: %w", err)
 		}
 	}
@@ -211,7 +244,7 @@ type mailer interface {
 
 // options are the go-mail client options for the server. The TLS policy is
 // always set: go-mail's default is mandatory STARTTLS on any port.
-func smtpOptions(s config.SMTPServer, timeout time.Duration) []mail.Option {
+func smtpOptions(s SMTPServer, timeout time.Duration) []mail.Option {
 	opts := []mail.Option{
 		mail.WithPort(s.Port),
 		mail.WithTimeout(timeout),
@@ -235,7 +268,7 @@ func smtpOptions(s config.SMTPServer, timeout time.Duration) []mail.Option {
 }
 
 type smtpMailer struct {
-	server  config.SMTPServer
+	server  SMTPServer
 	timeout time.Duration
 }
 

@@ -3,18 +3,19 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/thumbnailed/thumbnailed/blob"
+	"github.com/thumbnailed/thumbnailed/codes"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/thumbnail"
 	"github.com/thumbnailed/thumbnailed/view"
@@ -27,188 +28,309 @@ var validJobID = regexp.MustCompile(`^[a-z2-7]{26}$`)
 
 var validIdempotencyKey = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
-func handleCreateThumbnail(logger *slog.Logger, cfg Config, store Store, queue Enqueuer, engine thumbnail.Engine) echo.HandlerFunc {
-	lim := limits{maxDimension: cfg.MaxDimension, allowPrivateNetworks: cfg.AllowPrivateNetworks, engine: engine}
-	return func(c echo.Context) error {
-		ctx := c.Request().Context()
-		log := requestLog(c, logger)
+// storageDeadline bounds the Redis and blob store calls of one request
+// after its body has been read: trouble answers 503 within it, not a hang.
+const storageDeadline = 2 * time.Second
 
+func handleCreateThumbnail(logger *slog.Logger, cfg Config, d Deps) echo.HandlerFunc {
+	lim := limits{maxDimension: cfg.MaxDimension, maxOutputPixels: cfg.MaxOutputPixels,
+		allowPrivateNetworks: cfg.AllowPrivateNetworks, engine: d.Engine}
+	uploads := &budget{max: cfg.MaxInflightUploadBytes}
+	return func(c echo.Context) error {
+		log := requestLog(c, logger)
 		idemKey := c.Request().Header.Get("Idempotency-Key")
 		if idemKey != "" && !validIdempotencyKey.MatchString(idemKey) {
 			return invalid(map[string]string{"Idempotency-Key": "must be 1 to 255 visible ASCII characters"})
 		}
-		in, err := decodeRequest(c.Request(), cfg.MaxUploadBytes)
+		id := newJobID()
+		hold := &holding{b: uploads}
+		defer hold.release()
+		sink := &uploadSink{ctx: c.Request().Context(), id: id, blobs: d.Blobs, store: d.Store, engine: d.Engine,
+			maxPixels: cfg.MaxPixels, hold: hold}
+		in, err := decodeRequest(c.Request(), cfg.MaxUploadBytes, sink.take)
+		// An upload that was stored but does not become a job goes now (the
+		// sweeper collects it otherwise).
+		keepUpload := false
+		defer func() {
+			if sink.stored && !keepUpload {
+				dropUpload(d.Blobs, id, log)
+			}
+		}()
 		if err != nil {
 			return err
 		}
 		if bad := in.Valid(lim); len(bad) > 0 {
 			return invalid(bad)
 		}
-		if in.image != nil {
-			if p := checkUpload(in.image, cfg.MaxPixels, engine); p != nil {
-				return p
-			}
-		}
 
+		ctx, cancel := context.WithTimeout(c.Request().Context(), storageDeadline)
+		defer cancel()
 		req := in.jobRequest()
-		id := newJobID()
-		scope := clientScope(c)
+		job := jobs.New(id, jobOwner(c), req, time.Now(), cfg.ResultTTL)
+		var idem *jobs.Idempotency
 		if idemKey != "" {
-			fp := fingerprint(req, in.image)
-			firstID, firstFP, claimed, err := store.Claim(ctx, scope, idemKey, fp, id)
-			if err != nil {
-				return err
-			}
-			if !claimed {
-				if firstFP != fp {
-					return problem(http.StatusUnprocessableEntity, "idempotency_key_reused",
-						"this Idempotency-Key was already used with a different request; use a new key for a new request")
-				}
-				job, err := store.Get(ctx, firstID)
-				if err != nil {
-					return err
-				}
-				c.Response().Header().Set(echo.HeaderLocation, view.JobPath(job.ID))
-				return c.JSON(http.StatusOK, view.Job(job))
-			}
+			idem = &jobs.Idempotency{Scope: clientScope(c), Key: idemKey, Fingerprint: fingerprint(req, in.upload)}
 		}
-
-		job := &jobs.Job{
-			ID:        id,
-			Owner:     owner(c),
-			Status:    jobs.StatusQueued,
-			CreatedAt: time.Now().UTC(),
-			Request:   req,
-		}
-		if req.Email != "" {
-			job.Deliveries = append(job.Deliveries, jobs.Delivery{Channel: jobs.ChannelEmail, Target: view.MaskEmail(req.Email), Status: jobs.DeliveryPending})
-		}
-		if req.CallbackURL != "" {
-			job.Deliveries = append(job.Deliveries, jobs.Delivery{Channel: jobs.ChannelCallback, Target: view.MaskURL(req.CallbackURL), Status: jobs.DeliveryPending})
-		}
-		if err := store.Create(ctx, job, in.image); err != nil {
-			releaseKey(store, scope, idemKey, log)
+		saved, created, err := d.Store.Submit(ctx, job, idem)
+		switch {
+		case errors.Is(err, jobs.ErrKeyReused):
+			return problem(codes.IdempotencyKeyReused,
+				"this Idempotency-Key was already used with a different request; use a new key for a new request")
+		case err != nil:
 			return err
 		}
-		if err := queue.EnqueueThumbnail(ctx, id); err != nil {
-			// The record exists but no worker will ever see it; say so now
-			// rather than leave a job queued forever.
-			log.Error("could not queue job", "job_id", id, "error", err)
-			releaseKey(store, scope, idemKey, log)
-			p := problem(http.StatusServiceUnavailable, "queue_unavailable", "the job could not be queued; try again shortly")
-			p.retryAfter = "5"
-			return p
+		c.Response().Header().Set(echo.HeaderLocation, view.JobPath(saved.ID))
+		if !created {
+			return c.JSON(http.StatusOK, view.Job(saved, d.Links))
 		}
-		log.Info("job accepted", "job_id", id, "source", req.Source, "width", req.Width, "height", req.Height,
-			"fit", req.Fit, "format", req.Format, "upload_bytes", len(in.image),
-			"email", view.MaskEmail(req.Email), "callback", view.MaskURL(req.CallbackURL))
-		c.Response().Header().Set(echo.HeaderLocation, view.JobPath(id))
-		return c.JSON(http.StatusAccepted, view.Job(job))
+		keepUpload = true
+		args := []any{"job_id", id, "source", req.Source, "outputs", len(req.Outputs), "email", view.MaskEmail(req.Email),
+			"callback", view.MaskURL(req.CallbackURL)}
+		if in.upload != nil {
+			args = append(args, "upload_bytes", in.upload.bytes)
+		}
+		if job.KeyName != "" {
+			args = append(args, "key_name", job.KeyName)
+		}
+		log.Info("job accepted", args...)
+		return c.JSON(http.StatusAccepted, view.Job(saved, d.Links))
 	}
 }
 
-func releaseKey(store Store, scope, key string, log *slog.Logger) {
-	if key == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func dropUpload(blobs Blobs, id string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), storageDeadline)
 	defer cancel()
-	if err := store.Release(ctx, scope, key); err != nil {
-		log.Warn("could not release idempotency key", "error", err)
+	if err := blobs.Delete(ctx, id); err != nil {
+		log.Warn("could not delete an upload that did not become a job; the sweeper will", "job_id", id, "error", err)
 	}
 }
 
-// checkUpload sniffs the upload's bytes (never its name or declared type) and
-// reads its header, so what can be refused at once is refused at submit.
-func checkUpload(image []byte, maxPixels int64, engine thumbnail.Engine) *Problem {
-	h, err := thumbnail.ReadHeader(image)
-	var te *thumbnail.Error
-	if err != nil && errors.As(err, &te) {
-		switch te.Code {
-		case thumbnail.CodeUnsupportedFormat:
-			return problem(http.StatusUnsupportedMediaType, te.Code, te.Message)
-		default:
-			return problem(http.StatusUnprocessableEntity, te.Code, te.Message)
-		}
-	}
-	if err != nil {
-		return problem(http.StatusUnprocessableEntity, thumbnail.CodeCorruptImage, "the image header could not be read")
-	}
-	if !engine.Accepts(h.Format) {
-		return problem(http.StatusUnsupportedMediaType, thumbnail.CodeUnsupportedFormat,
-			fmt.Sprintf("%s images need the libvips engine; this server runs the %s engine", h.Format, engine.Name()))
-	}
-	if px := int64(h.Width) * int64(h.Height); px > maxPixels {
-		return problem(http.StatusUnprocessableEntity, thumbnail.CodeTooManyPixels,
-			fmt.Sprintf("the image is %dx%d pixels (%d); the limit is %d pixels", h.Width, h.Height, px, maxPixels))
-	}
-	return nil
+// notFound is the answer for a job that is unknown, expired, erased or
+// another key's: all look the same.
+func notFound() *Problem {
+	return problem(codes.NotFound, "no thumbnail job with this id (jobs expire after the result TTL)")
 }
 
-// loadJob finds the caller's job; another key's job is as unknown as a missing one.
+// loadJob finds the caller's job.
 func loadJob(c echo.Context, store Store) (*jobs.Job, error) {
 	id := c.Param("id")
-	notFound := problem(http.StatusNotFound, "not_found", "no thumbnail job with this id (jobs expire after the result TTL)")
 	if !validJobID.MatchString(id) {
-		return nil, notFound
+		return nil, notFound()
 	}
-	job, err := store.Get(c.Request().Context(), id)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storageDeadline)
+	defer cancel()
+	job, err := store.Get(ctx, id)
 	if errors.Is(err, jobs.ErrNotFound) {
-		return nil, notFound
+		return nil, notFound()
 	}
 	if err != nil {
 		return nil, err
 	}
 	if job.Owner != owner(c) {
-		return nil, notFound
+		return nil, notFound()
 	}
 	return job, nil
 }
 
-func handleGetThumbnail(store Store) echo.HandlerFunc {
+func handleGetThumbnail(d Deps) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		job, err := loadJob(c, store)
+		job, err := loadJob(c, d.Store)
 		if err != nil {
 			return err
 		}
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-		return c.JSON(http.StatusOK, view.Job(job))
+		return c.JSON(http.StatusOK, view.Job(job, d.Links))
 	}
 }
 
-func handleGetThumbnailImage(store Store) echo.HandlerFunc {
+// handleListThumbnails is the caller's own jobs, newest first.
+func handleListThumbnails(d Deps) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		job, err := loadJob(c, store)
+		q := c.QueryParams()
+		bad := map[string]string{}
+		for name := range q {
+			if name != "status" && name != "limit" && name != "cursor" {
+				bad[name] = "is not a known parameter (status, limit, cursor)"
+			}
+		}
+		status := jobs.Status(q.Get("status"))
+		switch status {
+		case "", jobs.StatusQueued, jobs.StatusProcessing, jobs.StatusSucceeded, jobs.StatusFailed:
+		default:
+			bad["status"] = "must be queued, processing, succeeded or failed"
+		}
+		limit := 20
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100 {
+				bad["limit"] = "must be a whole number from 1 to 100"
+			}
+			limit = n
+		}
+		if len(bad) > 0 {
+			return invalid(bad)
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), storageDeadline)
+		defer cancel()
+		list, next, err := d.Store.List(ctx, clientScope(c), status, limit, q.Get("cursor"))
+		if errors.Is(err, jobs.ErrBadCursor) {
+			return invalid(map[string]string{"cursor": "is not a cursor this API gave"})
+		}
 		if err != nil {
 			return err
 		}
-		switch job.Status {
-		case jobs.StatusFailed:
-			p := problem(http.StatusConflict, job.Error.Code, "the job failed: "+job.Error.Message)
-			return p
-		case jobs.StatusQueued, jobs.StatusProcessing:
-			p := problem(http.StatusConflict, "not_ready", "the thumbnail is not ready yet ("+string(job.Status)+"); retry after the time in Retry-After")
-			p.retryAfter = "1"
-			return p
+		page := struct {
+			Items      []view.JobView `json:"items"`
+			NextCursor string         `json:"next_cursor,omitempty"`
+		}{Items: []view.JobView{}, NextCursor: next}
+		for _, job := range list {
+			if job.Owner == owner(c) {
+				page.Items = append(page.Items, view.Job(job, d.Links))
+			}
 		}
-		image, err := store.Image(c.Request().Context(), job.ID)
-		if errors.Is(err, jobs.ErrNotFound) {
-			return problem(http.StatusNotFound, "not_found", "the thumbnail has expired")
-		}
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(image)
-		etag := `"` + hex.EncodeToString(sum[:16]) + `"`
-		h := c.Response().Header()
-		h.Set(echo.HeaderCacheControl, "private, max-age=3600, immutable")
-		h.Set("ETag", etag)
-		h.Set("X-Content-Type-Options", "nosniff")
-		if match := c.Request().Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
-			return c.NoContent(http.StatusNotModified)
-		}
-		return c.Blob(http.StatusOK, job.Result.ContentType, image)
+		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		return c.JSON(http.StatusOK, page)
 	}
+}
+
+// handleDeleteThumbnail erases a job: its record, upload and images. Work
+// on it stops at its next step, and no push starts after the 204.
+func handleDeleteThumbnail(logger *slog.Logger, d Deps) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		job, err := loadJob(c, d.Store)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), storageDeadline)
+		defer cancel()
+		if err := d.Store.Erase(ctx, job.ID); errors.Is(err, jobs.ErrNotFound) {
+			return notFound()
+		} else if err != nil {
+			return err
+		}
+		log := requestLog(c, logger)
+		if err := d.Blobs.Delete(ctx, job.ID); err != nil {
+			log.Warn("could not delete an erased job's images yet; the sweeper will", "job_id", job.ID, "error", err)
+		}
+		log.Info("job erased", "job_id", job.ID, "status", job.Status)
+		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+// handleRedeliver sends a delivery again as a new series of attempts.
+func handleRedeliver(d Deps) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		job, err := loadJob(c, d.Store)
+		if err != nil {
+			return err
+		}
+		channel := c.Param("channel")
+		if job.Delivery(channel) == nil {
+			return problem(codes.NotFound, fmt.Sprintf("this job has no %q delivery (channels: email, callback)", channel))
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), storageDeadline)
+		defer cancel()
+		job, err = d.Store.Redeliver(ctx, job.ID, channel)
+		switch {
+		case errors.Is(err, jobs.ErrNotFound):
+			return notFound()
+		case errors.Is(err, jobs.ErrDeliveryPending):
+			p := problem(codes.DeliveryPending, "this delivery is still being attempted; redeliver it once it has ended")
+			p.retryAfter = "60"
+			return p
+		case errors.Is(err, jobs.ErrNoDelivery):
+			return problem(codes.NotFound, "this job has no such delivery, or it has not ended yet")
+		case err != nil:
+			return err
+		}
+		return c.JSON(http.StatusAccepted, view.Job(job, d.Links))
+	}
+}
+
+// handleImage is the first output, by API key (the shape earlier clients use).
+func handleImage(d Deps) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		job, err := loadJob(c, d.Store)
+		if err != nil {
+			return err
+		}
+		name := ""
+		if len(job.Request.Outputs) > 0 {
+			name = job.Request.Outputs[0].Name
+		}
+		return serveOutput(c, d, job, name)
+	}
+}
+
+// handleOutput is one output, by signed link or by API key (linkOrKey has
+// decided which, and checked it).
+func handleOutput(d Deps) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Param("id")
+		if !validJobID.MatchString(id) {
+			return notFound()
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), storageDeadline)
+		defer cancel()
+		job, err := d.Store.Get(ctx, id)
+		if errors.Is(err, jobs.ErrNotFound) {
+			return notFound()
+		}
+		if err != nil {
+			return err
+		}
+		if !signedLink(c) && job.Owner != owner(c) {
+			return notFound()
+		}
+		return serveOutput(c, d, job, c.Param("name"))
+	}
+}
+
+func serveOutput(c echo.Context, d Deps, job *jobs.Job, name string) error {
+	switch job.Status {
+	case jobs.StatusFailed:
+		p := problem(codes.NotReady, "the job failed: "+job.Error.Message)
+		p.Code, p.Type = job.Error.Code, problemTypeBase+job.Error.Code
+		return p
+	case jobs.StatusQueued, jobs.StatusProcessing:
+		known := false
+		for _, o := range job.Request.Outputs {
+			known = known || o.Name == name
+		}
+		if !known {
+			return problem(codes.NotFound, fmt.Sprintf("this job makes no output named %q", name))
+		}
+		p := problem(codes.NotReady, "the image is not ready yet ("+string(job.Status)+"); retry after the time in Retry-After")
+		p.retryAfter = "1"
+		return p
+	}
+	out := job.Result.Output(name)
+	if out == nil {
+		return problem(codes.NotFound, fmt.Sprintf("this job made no output named %q", name))
+	}
+	h := c.Response().Header()
+	etag := `"` + out.ETag + `"`
+	h.Set(echo.HeaderCacheControl, "private, max-age=3600, immutable")
+	h.Set("ETag", etag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if match := c.Request().Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	if c.Request().Method == http.MethodHead {
+		h.Set(echo.HeaderContentType, out.ContentType)
+		h.Set(echo.HeaderContentLength, strconv.Itoa(out.Bytes))
+		return c.NoContent(http.StatusOK)
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storageDeadline)
+	defer cancel()
+	image, err := d.Blobs.Get(ctx, job.ID, out.Blob())
+	if errors.Is(err, blob.ErrNotFound) {
+		return problem(codes.NotFound, "the image has expired")
+	}
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, out.ContentType, image)
 }
 
 func handleHealthz(engine thumbnail.Engine) echo.HandlerFunc {
@@ -218,14 +340,17 @@ func handleHealthz(engine thumbnail.Engine) echo.HandlerFunc {
 	}
 }
 
-func handleReadyz(store Store) echo.HandlerFunc {
+// handleReadyz answers 200 when Redis and the blob store both answer.
+func handleReadyz(d Deps) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(c.Request().Context(), storageDeadline)
 		defer cancel()
-		if err := store.Ping(ctx); err != nil {
-			p := problem(http.StatusServiceUnavailable, "redis_unavailable", "Redis does not answer: "+err.Error())
-			p.retryAfter = "5"
-			return p
+		for what, ping := range map[string]func(context.Context) error{"Redis": d.Store.Ping, "the blob store": d.Blobs.Ping} {
+			if err := ping(ctx); err != nil {
+				p := problem(codes.StorageUnavailable, what+" does not answer: "+err.Error())
+				p.retryAfter = "5"
+				return p
+			}
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 	}

@@ -2,27 +2,29 @@ package server
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/thumbnailed/thumbnailed/codes"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/metrics"
+	"github.com/thumbnailed/thumbnailed/view"
 )
 
 const (
-	ctxLogger = "logger"
-	ctxOwner  = "owner"
+	ctxLogger     = "logger"
+	ctxOwner      = "owner"
+	ctxKeyName    = "key_name"
+	ctxSignedLink = "signed_link"
 )
 
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -45,17 +47,13 @@ func requestLogger(logger *slog.Logger, m *metrics.Metrics) echo.MiddlewareFunc 
 				c.Error(err)
 			}
 			status := c.Response().Status
-			route := c.Path()
-			if route == "" {
-				route = "unmatched"
-			}
-			m.Request(c.Request().Method, route, status, time.Since(start))
+			m.Request(c.Request().Method, c.Path(), status, time.Since(start))
 			level := slog.LevelInfo
 			if c.Path() == "/healthz" || c.Path() == "/readyz" || c.Path() == "/metrics" {
 				level = slog.LevelDebug
 			}
 			log.Log(c.Request().Context(), level, "request",
-				"method", c.Request().Method, "route", c.Path(), "status", status,
+				"method", metrics.Method(c.Request().Method), "route", c.Path(), "status", status,
 				"duration_ms", time.Since(start).Milliseconds(), "bytes_out", c.Response().Size, "client_ip", c.RealIP())
 			return nil
 		}
@@ -86,39 +84,71 @@ func recoverer() echo.MiddlewareFunc {
 	}
 }
 
-// requireAPIKey checks the bearer token against every configured key in
+// requireAPIKey checks the bearer token against every key in force, in
 // constant time. With no keys the service is open and every job has the
-// empty owner. A key is never stored or logged: jobs carry its digest.
-func requireAPIKey(keys []string) echo.MiddlewareFunc {
-	digests := make([][]byte, len(keys))
-	for i, k := range keys {
-		d := sha256.Sum256([]byte(k))
-		digests[i] = d[:]
-	}
+// empty owner. A key is never stored or logged: jobs carry its digest and
+// its name.
+func requireAPIKey(ring Keys) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if len(digests) == 0 {
-				c.Set(ctxOwner, "")
-				return next(c)
+			if err := authenticate(c, ring); err != nil {
+				return err
 			}
-			token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-			if !ok || token == "" {
-				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="thumbnailed"`)
-				return problem(http.StatusUnauthorized, "unauthorized", "send your API key as Authorization: Bearer <key>")
-			}
-			d := sha256.Sum256([]byte(strings.TrimSpace(token)))
-			match := 0
-			for _, want := range digests {
-				match |= subtle.ConstantTimeCompare(d[:], want)
-			}
-			if match != 1 {
-				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="thumbnailed", error="invalid_token"`)
-				return problem(http.StatusUnauthorized, "unauthorized", "the API key is not valid")
-			}
-			c.Set(ctxOwner, hex.EncodeToString(d[:16]))
 			return next(c)
 		}
 	}
+}
+
+func authenticate(c echo.Context, ring Keys) error {
+	set := ring.Current()
+	if set.Len() == 0 {
+		c.Set(ctxOwner, "")
+		return nil
+	}
+	token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+	if !ok || token == "" {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="thumbnailed"`)
+		return problem(codes.Unauthorized, "send your API key as Authorization: Bearer <key>")
+	}
+	key, ok := set.Lookup(strings.TrimSpace(token))
+	if !ok {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="thumbnailed", error="invalid_token"`)
+		return problem(codes.Unauthorized, "the API key is not valid")
+	}
+	c.Set(ctxOwner, key.Owner())
+	c.Set(ctxKeyName, key.Name)
+	return nil
+}
+
+// linkOrKey lets a request with a signed link (expires and signature in
+// its query) through without a key, once the signature holds; any other
+// request needs a key as usual.
+func linkOrKey(ring Keys, links view.Links) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			q := c.Request().URL.Query()
+			if !q.Has("signature") && !q.Has("expires") {
+				if err := authenticate(c, ring); err != nil {
+					return err
+				}
+				return next(c)
+			}
+			err := links.Verify(c.Param("id"), c.Param("name"), q.Get("expires"), q.Get("signature"), time.Now())
+			switch {
+			case errors.Is(err, view.ErrLinkExpired):
+				return problem(codes.LinkExpired, "this link has expired with its job; ask the API for the job again")
+			case err != nil:
+				return problem(codes.LinkInvalid, "this link's signature does not match; use the link exactly as the service gave it")
+			}
+			c.Set(ctxSignedLink, true)
+			return next(c)
+		}
+	}
+}
+
+func signedLink(c echo.Context) bool {
+	ok, _ := c.Get(ctxSignedLink).(bool)
+	return ok
 }
 
 func owner(c echo.Context) string {
@@ -126,18 +156,35 @@ func owner(c echo.Context) string {
 	return o
 }
 
-// clientScope identifies the client for rate limits and idempotency keys: its
-// API key's digest, or its IP address when the service is open.
+// jobOwner is who a new job belongs to.
+func jobOwner(c echo.Context) jobs.Owner {
+	name, _ := c.Get(ctxKeyName).(string)
+	return jobs.Owner{Digest: owner(c), KeyName: name, Client: clientScope(c)}
+}
+
+// clientScope identifies the client for rate limits, idempotency keys and
+// listing: its API key's digest, or its address when the service is open:
+// an IPv4 address, or the /64 of an IPv6 one (a client holds the whole /64
+// and would otherwise have 2^64 limits).
 func clientScope(c echo.Context) string {
 	if o := owner(c); o != "" {
 		return "key:" + o
 	}
-	return "ip:" + c.RealIP()
+	ip, err := netip.ParseAddr(c.RealIP())
+	if err != nil {
+		return "ip:" + c.RealIP()
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return "ip:" + p.String()
+	}
+	return "ip:" + ip.String()
 }
 
 // rateLimit answers 429 with Retry-After when the limiter says no. A limiter
-// that fails (Redis down) lets the request through: the API's own Redis
-// calls will answer for the outage, and a limiter must not be a second one.
+// that cannot answer (Redis down or stalled) fails closed: 503, so an outage
+// never lifts the limit.
 func rateLimit(limiter RateLimiter) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -145,20 +192,21 @@ func rateLimit(limiter RateLimiter) echo.MiddlewareFunc {
 				return next(c)
 			}
 			ok, err := limiter.Allow(clientScope(c))
-			if !ok {
-				wait := time.Second
-				var limited *jobs.LimitedError
-				if errors.As(err, &limited) {
-					wait = limited.RetryAfter
-				}
-				p := problem(http.StatusTooManyRequests, "rate_limited", "too many requests; slow down and retry after the time in Retry-After")
-				p.retryAfter = fmt.Sprint(max(1, int(math.Ceil(wait.Seconds()))))
+			var limited *jobs.LimitedError
+			switch {
+			case ok:
+				return next(c)
+			case errors.As(err, &limited):
+				p := problem(codes.RateLimited, "too many requests; slow down and retry after the time in Retry-After")
+				p.retryAfter = fmt.Sprint(max(1, int(math.Ceil(limited.RetryAfter.Seconds()))))
+				return p
+			case err != nil:
+				return err // storage trouble: 503
+			default:
+				p := problem(codes.RateLimited, "too many requests; slow down and retry after the time in Retry-After")
+				p.retryAfter = "1"
 				return p
 			}
-			if err != nil {
-				requestLog(c, slog.Default()).Warn("rate limiter unavailable; allowing the request", "error", err)
-			}
-			return next(c)
 		}
 	}
 }

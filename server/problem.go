@@ -9,6 +9,10 @@ import (
 	"sort"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/thumbnailed/thumbnailed/blob"
+	"github.com/thumbnailed/thumbnailed/codes"
+	"github.com/thumbnailed/thumbnailed/jobs"
 )
 
 // FieldError names one bad field of a request.
@@ -35,13 +39,19 @@ func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.C
 // problemTypeBase prefixes a code to make the problem's type URI.
 const problemTypeBase = "https://thumbnailed.dev/problems/"
 
-func problem(status int, code, detail string) *Problem {
+// problem is the problem of an API error code: its status comes from the
+// one list of codes.
+func problem(code, detail string) *Problem {
+	status := codes.Status(code)
+	if status == 0 {
+		code, status = codes.Internal, http.StatusInternalServerError
+	}
 	return &Problem{Type: problemTypeBase + code, Title: http.StatusText(status), Status: status, Code: code, Detail: detail}
 }
 
 // invalid is the 422 that lists every bad field at once.
 func invalid(fields map[string]string) *Problem {
-	p := problem(http.StatusUnprocessableEntity, "validation_failed", "the request has invalid fields; see errors")
+	p := problem(codes.ValidationFailed, "the request has invalid fields; see errors")
 	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)
@@ -66,6 +76,7 @@ func writeProblem(c echo.Context, p *Problem) error {
 }
 
 // errorHandler turns every error a handler or Echo returns into problem+json.
+// Redis or blob store trouble is a 503 with Retry-After, never a 500.
 func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
@@ -75,13 +86,20 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		var he *echo.HTTPError
 		switch {
 		case errors.As(err, &p):
+		case errors.Is(err, jobs.ErrUnavailable), errors.Is(err, blob.ErrUnavailable):
+			requestLog(c, logger).Warn("storage unavailable", "error", err)
+			p = problem(codes.StorageUnavailable, "the service cannot reach its storage right now; retry after the time in Retry-After")
+			p.retryAfter = "5"
 		case errors.As(err, &he):
-			p = problem(he.Code, httpCode(he.Code), fmt.Sprint(he.Message))
+			p = problem(httpCode(he.Code), fmt.Sprint(he.Message))
 		default:
 			requestLog(c, logger).Error("request failed", "error", err)
-			p = problem(http.StatusInternalServerError, "internal_error", "something went wrong on our side; try again")
+			p = problem(codes.Internal, "something went wrong on our side; try again")
 		}
 		if c.Request().Method == http.MethodHead {
+			if p.retryAfter != "" {
+				c.Response().Header().Set("Retry-After", p.retryAfter)
+			}
 			_ = c.NoContent(p.Status)
 			return
 		}
@@ -91,23 +109,24 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
+// httpCode is the code of an error Echo itself answers.
 func httpCode(status int) string {
 	switch status {
 	case http.StatusNotFound:
-		return "not_found"
+		return codes.NotFound
 	case http.StatusMethodNotAllowed:
-		return "method_not_allowed"
+		return codes.MethodNotAllowed
 	case http.StatusRequestEntityTooLarge:
-		return "too_large"
+		return codes.UploadTooLarge
 	case http.StatusUnsupportedMediaType:
-		return "unsupported_media_type"
+		return codes.UnsupportedMediaType
 	case http.StatusTooManyRequests:
-		return "rate_limited"
+		return codes.RateLimited
 	case http.StatusUnauthorized:
-		return "unauthorized"
+		return codes.Unauthorized
 	case http.StatusBadRequest:
-		return "bad_request"
+		return codes.MalformedBody
 	default:
-		return "http_" + fmt.Sprint(status)
+		return codes.Internal
 	}
 }

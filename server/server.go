@@ -1,45 +1,56 @@
 // Package server is the HTTP API: Echo routes, handlers, auth, limits, and
 // problem+json errors. It never imports the worker or the notifier: it talks
-// to them only through the job store and the queue.
+// to them only through the job store.
 package server
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/thumbnailed/thumbnailed/jobs"
+	"github.com/thumbnailed/thumbnailed/keys"
 	"github.com/thumbnailed/thumbnailed/metrics"
 	"github.com/thumbnailed/thumbnailed/thumbnail"
+	"github.com/thumbnailed/thumbnailed/view"
 )
 
-// Config is what the API needs from the service configuration.
+// Config is what the API needs, ready to use (config.Load fills it).
 type Config struct {
-	MaxUploadBytes       int64
-	MaxPixels            int64
-	MaxDimension         int
-	AllowPrivateNetworks bool
-	APIKeys              []string
-	TrustedProxies       []netip.Prefix
+	MaxUploadBytes         int64
+	MaxPixels              int64
+	MaxDimension           int
+	MaxOutputPixels        int64
+	MaxInflightUploadBytes int64
+	AllowPrivateNetworks   bool
+	TrustedProxies         []netip.Prefix
+	ResultTTL              time.Duration
 }
 
 // Store is the part of the job store the API uses.
 type Store interface {
 	Ping(ctx context.Context) error
-	Create(ctx context.Context, job *jobs.Job, upload []byte) error
+	Submit(ctx context.Context, job *jobs.Job, idem *jobs.Idempotency) (*jobs.Job, bool, error)
+	Reserve(ctx context.Context, id string, until time.Time) error
 	Get(ctx context.Context, id string) (*jobs.Job, error)
-	Image(ctx context.Context, id string) ([]byte, error)
-	Claim(ctx context.Context, scope, key, fingerprint, id string) (firstID, firstFingerprint string, claimed bool, err error)
-	Release(ctx context.Context, scope, key string) error
+	Erase(ctx context.Context, id string) error
+	Redeliver(ctx context.Context, id, channel string) (*jobs.Job, error)
+	List(ctx context.Context, client string, status jobs.Status, limit int, cursor string) ([]*jobs.Job, string, error)
 }
 
-// Enqueuer queues a thumbnail job for the workers.
-type Enqueuer interface {
-	EnqueueThumbnail(ctx context.Context, id string) error
+// Blobs is where uploads and images are (blob.Store).
+type Blobs interface {
+	Put(ctx context.Context, job, name string, r io.Reader, expires time.Time) (int64, error)
+	Get(ctx context.Context, job, name string) ([]byte, error)
+	Delete(ctx context.Context, job string) error
+	Ping(ctx context.Context) error
+	Buffered() bool
 }
 
 // RateLimiter decides whether a client may make another request.
@@ -47,17 +58,34 @@ type RateLimiter interface {
 	Allow(identifier string) (bool, error)
 }
 
+// Keys are the API keys in force (they may be reloaded while serving).
+type Keys interface {
+	Current() *keys.Set
+}
+
+// Deps are what the API is built on.
+type Deps struct {
+	Store   Store
+	Blobs   Blobs
+	Limiter RateLimiter // nil: no rate limit
+	Keys    Keys
+	Links   view.Links
+	Events  *Events // nil: no event streams (the ops-only handler)
+	Engine  thumbnail.Engine
+	Metrics *metrics.Metrics
+}
+
 // New returns the API's handler: every route of routes.go.
-func New(logger *slog.Logger, cfg Config, store Store, queue Enqueuer, limiter RateLimiter, engine thumbnail.Engine, m *metrics.Metrics) http.Handler {
-	e := newEcho(logger, cfg, m)
-	addRoutes(e, logger, cfg, store, queue, limiter, engine, m)
+func New(logger *slog.Logger, cfg Config, d Deps) http.Handler {
+	e := newEcho(logger, cfg, d.Metrics)
+	addRoutes(e, logger, cfg, d)
 	return e
 }
 
 // NewOps returns the handler of a worker process: health, readiness and metrics only.
-func NewOps(logger *slog.Logger, store Store, engine thumbnail.Engine, m *metrics.Metrics) http.Handler {
-	e := newEcho(logger, Config{}, m)
-	addOpsRoutes(e, store, engine, m)
+func NewOps(logger *slog.Logger, d Deps) http.Handler {
+	e := newEcho(logger, Config{}, d.Metrics)
+	addOpsRoutes(e, d)
 	return e
 }
 

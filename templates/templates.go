@@ -22,7 +22,7 @@ var files embed.FS
 type Kind string
 
 const (
-	// Succeeded: the thumbnail is ready; it is shown inline and attached.
+	// Succeeded: the images are ready; the first is shown inline.
 	Succeeded Kind = "succeeded"
 	// Failed: the job failed; the email says why and what to try.
 	Failed Kind = "failed"
@@ -30,22 +30,43 @@ const (
 
 // Data is what the templates show. Fields a kind does not use stay empty.
 type Data struct {
-	JobID   string
-	JobPath string // "/v1/thumbnails/{id}": the job's status in the API
-	Source  string // where the original came from, for people: a masked URL or "an uploaded image"
+	JobID  string
+	JobURL string // the job's status in the API: absolute when the service has a public URL
+	Source string // where the original came from, for people: a masked URL or "an uploaded image"
 
-	// Succeeded.
-	Width, Height int
-	Format        string // "jpeg"
-	ContentType   string
-	Bytes         int
-	ImagePath     string // "/v1/thumbnails/{id}/image"
-	ImageCID      string // Content-ID of the inline image, without "cid:" or angle brackets
+	// Succeeded: every output, the first shown inline.
+	Outputs  []Output
+	ImageCID string // Content-ID of the inline first output, without "cid:" or angle brackets
 
 	// Failed.
 	ErrorCode    string
 	ErrorMessage string
+	// Accepted names the image formats this build decodes ("JPEG, PNG, GIF
+	// and WebP"), for the advice on unsupported_format.
+	Accepted string
 }
+
+// Output is one image of a succeeded job.
+type Output struct {
+	Name          string
+	Width, Height int
+	Format        string // "jpeg"
+	ContentType   string
+	Bytes         int
+	URL           string // its signed link
+	Attached      bool   // it travels in the email (the first one inline)
+}
+
+// First is the first output, the one shown.
+func (d Data) First() Output {
+	if len(d.Outputs) == 0 {
+		return Output{}
+	}
+	return d.Outputs[0]
+}
+
+// Advice is what to try after the job failed.
+func (d Data) Advice() string { return Advice(d.ErrorCode, d.Accepted) }
 
 // Email is a rendered message.
 type Email struct {
@@ -64,9 +85,9 @@ var kinds = map[Kind]pair{}
 func init() {
 	for _, k := range []Kind{Succeeded, Failed} {
 		kinds[k] = pair{
-			text: texttemplate.Must(texttemplate.New(string(k)+".txt.tmpl").Funcs(texttemplate.FuncMap{"advice": Advice, "upper": strings.ToUpper}).
+			text: texttemplate.Must(texttemplate.New(string(k)+".txt.tmpl").Funcs(texttemplate.FuncMap{"upper": strings.ToUpper}).
 				ParseFS(files, string(k)+".txt.tmpl")),
-			html: htmltemplate.Must(htmltemplate.New(string(k)+".html.tmpl").Funcs(htmltemplate.FuncMap{"advice": Advice, "cid": cid}).
+			html: htmltemplate.Must(htmltemplate.New(string(k)+".html.tmpl").Funcs(htmltemplate.FuncMap{"cid": cid}).
 				ParseFS(files, string(k)+".html.tmpl")),
 		}
 	}
@@ -110,8 +131,9 @@ func oneLine(s string) string {
 	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
 }
 
-// Advice tells a person what to try after a job failed with code.
-func Advice(code string) string {
+// Advice tells a person what to try after a job failed with code; accepted
+// names the formats this build decodes.
+func Advice(code, accepted string) string {
 	switch code {
 	case "source_not_found":
 		return "Check that the image URL is right and still public, then submit the job again."
@@ -122,7 +144,7 @@ func Advice(code string) string {
 	case "source_too_large":
 		return "The image file is larger than this service accepts. Send a smaller or more compressed file."
 	case "unsupported_format":
-		return "Send a JPEG, PNG, GIF or WebP image."
+		return "Send an image in a format this service reads: " + accepted + "."
 	case "too_many_pixels":
 		return "The image has more pixels than this service decodes. Scale it down before sending it."
 	case "corrupt_image":

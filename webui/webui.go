@@ -38,6 +38,10 @@ type Config struct {
 	Addr string
 	// Password, when set, is required through HTTP basic auth (any user name).
 	Password string
+	// Hosts are the host names the UI answers to besides loopback ones
+	// (THUMBNAILED_WEBUI_HOSTS); any other Host gets 403, so DNS rebinding
+	// cannot turn a browser into a client of the UI.
+	Hosts []string
 }
 
 // Realm is the basic-auth realm the browser shows in its login prompt.
@@ -49,29 +53,13 @@ const shutdownTimeout = 10 * time.Second
 
 // Run serves the gocraft/work web UI of namespace on cfg.Addr until ctx is
 // cancelled, then stops both its listener and the internal one of the UI.
-// It refuses a non-loopback cfg.Addr without a password.
+// (config.Load refuses a non-loopback cfg.Addr without a password.)
 func Run(ctx context.Context, log *slog.Logger, cfg Config, namespace string, pool *redis.Pool) error {
-	if err := cfg.check(); err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("web UI: listen on %s: %w", cfg.Addr, err)
 	}
-	return serve(ctx, log, cfg.Password, namespace, pool, ln)
-}
-
-// check refuses an address others can reach without a password. The config
-// package refuses it too; this is the second lock on the same door.
-func (c Config) check() error {
-	host, _, err := net.SplitHostPort(c.Addr)
-	if err != nil {
-		return fmt.Errorf("web UI: address %q must be host:port: %w", c.Addr, err)
-	}
-	if c.Password == "" && !isLoopback(host) {
-		return fmt.Errorf("web UI: refusing to serve on %s, which is not a loopback address, without a password (set THUMBNAILED_WEBUI_PASSWORD)", c.Addr)
-	}
-	return nil
+	return serve(ctx, log, cfg, namespace, pool, ln)
 }
 
 func isLoopback(host string) bool {
@@ -83,7 +71,7 @@ func isLoopback(host string) bool {
 }
 
 // serve runs the UI behind the proxy on ln, which it closes.
-func serve(ctx context.Context, log *slog.Logger, password, namespace string, pool *redis.Pool, ln net.Listener) error {
+func serve(ctx context.Context, log *slog.Logger, cfg Config, namespace string, pool *redis.Pool, ln net.Listener) error {
 	log = log.With("component", "webui")
 	inner, backend, err := startBackend(namespace, pool)
 	if err != nil {
@@ -99,7 +87,7 @@ func serve(ctx context.Context, log *slog.Logger, password, namespace string, po
 	defer transport.CloseIdleConnections()
 
 	srv := &http.Server{
-		Handler:           newHandler(log, password, inner, transport),
+		Handler:           newHandler(log, cfg, inner, transport),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
@@ -108,7 +96,7 @@ func serve(ctx context.Context, log *slog.Logger, password, namespace string, po
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("web UI listening", "addr", ln.Addr().String(), "auth", password != "", "backend", inner.Host)
+	log.Info("web UI listening", "addr", ln.Addr().String(), "auth", cfg.Password != "", "hosts", cfg.Hosts, "backend", inner.Host)
 
 	var runErr error
 	select {
@@ -191,7 +179,7 @@ func waitForBackend(addr string, within time.Duration) error {
 
 // newHandler is the front door: headers, log, then /healthz for the
 // container's health check, or auth, same-origin check and the proxy.
-func newHandler(log *slog.Logger, password string, backend *url.URL, transport http.RoundTripper) http.Handler {
+func newHandler(log *slog.Logger, cfg Config, backend *url.URL, transport http.RoundTripper) http.Handler {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(backend)
@@ -208,7 +196,7 @@ func newHandler(log *slog.Logger, password string, backend *url.URL, transport h
 	}
 	var ui http.Handler = proxy
 	ui = sameOrigin(log, ui)
-	ui = basicAuth(log, password, ui)
+	ui = basicAuth(log, cfg.Password, ui)
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The container's health check has no password; "ok" tells nothing.
 		// gocraft/work's UI has no page of that name.
@@ -219,9 +207,33 @@ func newHandler(log *slog.Logger, password string, backend *url.URL, transport h
 		}
 		ui.ServeHTTP(w, r)
 	})
+	h = knownHost(log, cfg.Hosts, h)
 	h = accessLog(log, h)
 	h = securityHeaders(h)
 	return h
+}
+
+// knownHost answers 403 to a request whose Host is neither a loopback name
+// nor one of hosts: a page of another site whose name an attacker points at
+// this address (DNS rebinding) is same-origin with itself, not with the UI.
+func knownHost(log *slog.Logger, hosts []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, h := range hosts {
+		allowed[strings.ToLower(h)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(strings.Trim(host, "[]"))
+		if !isLoopback(host) && !allowed[host] {
+			log.Warn("web UI request with a foreign Host refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			http.Error(w, "this host name is not served here (set THUMBNAILED_WEBUI_HOSTS)", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func securityHeaders(next http.Handler) http.Handler {

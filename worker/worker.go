@@ -1,11 +1,13 @@
-// Package worker runs the gocraft/work pool: the thumbnail job and, through
-// the notifier, the delivery jobs. Every worker process registers every job
-// type, because gocraft/work sends a job of a type its pool does not know to
-// the dead set.
+// Package worker runs the work: it is the only package that talks to
+// gocraft/work. It registers every job type, turns each gocraft/work job
+// into a plain call (Run for a thumbnail, Deliver for a delivery attempt),
+// keeps the leases of running work alive, and runs the one sweeper that takes
+// back work whose process died and moves scheduled work to the queue.
 package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -22,33 +24,46 @@ import (
 	"github.com/thumbnailed/thumbnailed/thumbnail"
 )
 
-// Config is what the worker needs from the service configuration.
+// Config is what the worker needs, ready to use (config.Load fills it).
 type Config struct {
-	Concurrency   int
-	JobTimeout    time.Duration
-	StaleAfter    time.Duration
-	MaxPixels     int64
+	Namespace   string
+	Concurrency int
+	JobTimeout  time.Duration
+	// StaleAfter is the lease of running work: renewed every third of it,
+	// taken back by the sweeper once it runs out.
+	StaleAfter time.Duration
+	MaxPixels  int64
+	// WakeOnEnqueue makes idle lanes start new work at once (a Redis pub/sub
+	// nudge) instead of within gocraft/work's polling delay of up to 5 s.
 	WakeOnEnqueue bool
 	// RetrySchedule spaces the runs of a thumbnail job that failed
-	// transiently (a source answering 5xx, a dropped connection); nil
-	// means DefaultRetrySchedule. gocraft/work counts in whole seconds.
+	// transiently (a source answering 5xx, a dropped connection).
 	RetrySchedule retry.Schedule
+	// ResultTTL bounds how long gocraft/work's dead set keeps an entry.
+	ResultTTL time.Duration
 }
 
 // DefaultRetrySchedule: a transient failure is tried again after 2 s, 10 s
 // and 30 s before the job fails with source_unreachable.
 var DefaultRetrySchedule = retry.Schedule{2 * time.Second, 10 * time.Second, 30 * time.Second}
 
-// Fetcher downloads a source image (safehttp.Client in production).
-type Fetcher interface {
-	Fetch(ctx context.Context, rawURL string) ([]byte, error)
+// Deliverer makes delivery attempts (the notifier).
+type Deliverer interface {
+	// Deliver makes attempt number attempt of the job's delivery on channel.
+	// It returns an error wrapping jobs.ErrDeliveryFailed when the delivery
+	// has failed for good, and other errors when it could not run now.
+	Deliver(ctx context.Context, channel, id string, attempt int) error
+	// Interrupted records the attempt whose lease ran out as failed, and
+	// schedules the next one.
+	Interrupted(ctx context.Context, channel, id string) error
 }
 
-// Notifier pushes a finished job to the client and delivers it.
-type Notifier interface {
-	JobEnded(ctx context.Context, job *jobs.Job) error
-	DeliverEmail(j *work.Job) error
-	DeliverCallback(j *work.Job) error
+// Redis is how the worker reaches Redis: Pool for gocraft/work and its own
+// reads and writes (every call with a deadline), Dial for a subscription,
+// which blocks on reads and so needs a connection without one.
+type Redis struct {
+	Pool *redis.Pool
+	Dial func(context.Context) (redis.Conn, error)
 }
 
 // maxCrashes is how many runs of one job may die before the job fails with
@@ -61,18 +76,21 @@ const maxCrashes = 3
 // one pool of N workers, a busy worker held the drain and the idle ones slept
 // through the wake-ups that came meanwhile, for up to 5 s.)
 type Worker struct {
-	log      *slog.Logger
-	cfg      Config
-	store    *jobs.Store
-	fetcher  Fetcher
-	notifier Notifier
-	engine   thumbnail.Engine
-	metrics  *metrics.Metrics
-	lanes    []*lane
+	log       *slog.Logger
+	cfg       Config
+	redis     Redis
+	store     *jobs.Store
+	fetcher   Fetcher
+	blobs     Blobs
+	deliverer Deliverer
+	engine    thumbnail.Engine
+	metrics   *metrics.Metrics
+	lanes     []*lane
+	leases    *leases
+	sweeper   *sweeper
 
-	sweeper *sweeper
-	stopBg  context.CancelFunc
-	bgDone  sync.WaitGroup
+	stopBg context.CancelFunc
+	bgDone sync.WaitGroup
 }
 
 // lane is one gocraft/work pool of one worker.
@@ -84,90 +102,119 @@ type lane struct {
 	draining, woken atomic.Bool
 }
 
-// New builds the pool and registers every job type.
-func New(logger *slog.Logger, cfg Config, store *jobs.Store, queue Enqueuer, fetcher Fetcher, notifier Notifier, engine thumbnail.Engine, m *metrics.Metrics) *Worker {
-	w := &Worker{log: logger, cfg: cfg, store: store, fetcher: fetcher, notifier: notifier, engine: engine, metrics: m}
-	w.sweeper = &sweeper{log: logger, store: store, queue: queue, staleAfter: cfg.StaleAfter, id: newSweeperID(),
-		orphans: &orphans{pool: store.Pool(), ns: store.Namespace(), staleAfter: cfg.StaleAfter, idle: w.idle,
-			jobTypes: []string{jobs.TypeThumbnail, jobs.TypeDeliverEmail, jobs.TypeDeliverCallback}}}
-	if w.cfg.RetrySchedule == nil {
-		w.cfg.RetrySchedule = DefaultRetrySchedule
+// New builds the lanes and registers every job type.
+func New(logger *slog.Logger, cfg Config, r Redis, store *jobs.Store, fetcher Fetcher, blobs Blobs, deliverer Deliverer, engine thumbnail.Engine, m *metrics.Metrics) *Worker {
+	if cfg.RetrySchedule == nil {
+		cfg.RetrySchedule = DefaultRetrySchedule
 	}
+	w := &Worker{log: logger, cfg: cfg, redis: r, store: store, fetcher: fetcher, blobs: blobs,
+		deliverer: deliverer, engine: engine, metrics: m}
+	w.leases = newLeases(store, cfg.StaleAfter, logger)
+	w.sweeper = newSweeper(w)
 	for range max(cfg.Concurrency, 1) {
-		pool := work.NewWorkerPool(struct{}{}, 1, store.Namespace(), store.Pool())
-		pool.JobWithOptions(jobs.TypeThumbnail, work.JobOptions{
-			MaxFails: uint(w.cfg.RetrySchedule.Attempts()),
-			Backoff:  w.backoff,
-		}, w.handleThumbnail)
-		// Deliveries schedule their own retries with EnqueueIn; a delivery
-		// handler fails its gocraft job only when the delivery has finally
-		// failed, so it lands in the dead set at once.
-		pool.JobWithOptions(jobs.TypeDeliverEmail, work.JobOptions{MaxFails: 1}, notifier.DeliverEmail)
-		pool.JobWithOptions(jobs.TypeDeliverCallback, work.JobOptions{MaxFails: 1}, notifier.DeliverCallback)
+		pool := work.NewWorkerPool(struct{}{}, 1, cfg.Namespace, r.Pool)
+		// A handler's error means Redis could not record the work's state:
+		// the library retries it a few seconds later. Outcomes of the work
+		// itself (retries of a source, of a delivery) are scheduled by the
+		// job store, not by the library.
+		opts := work.JobOptions{MaxFails: infraRetries, Backoff: infraBackoff}
+		pool.JobWithOptions(TypeThumbnail, opts, w.handleThumbnail)
+		pool.JobWithOptions(TypeDeliverEmail, opts, w.handleDelivery)
+		pool.JobWithOptions(TypeDeliverCallback, opts, w.handleDelivery)
 		w.lanes = append(w.lanes, &lane{pool: pool})
 	}
 	return w
 }
 
-// idle reports whether the work a queued job names has not started: a
-// thumbnail still queued, or a delivery attempt not yet claimed.
-func (w *Worker) idle(ctx context.Context, jobType string, args map[string]any) (bool, error) {
-	id, _ := args[jobs.ArgJobID].(string)
-	job, err := w.store.Get(ctx, id)
-	if err != nil {
-		return false, err
+// infraRetries bounds the library's retries of a handler that could not
+// reach Redis: about an hour of outage, then the entry goes to the dead set
+// (the record's lease or the sweeper's orphan search still finds the work).
+const infraRetries = 400
+
+func infraBackoff(j *work.Job) int64 { return min(1+j.Fails, 10) }
+
+// handleThumbnail adapts a gocraft/work job to Run.
+func (w *Worker) handleThumbnail(j *work.Job) error {
+	id := j.ArgString(argJobID)
+	if err := j.ArgError(); err != nil || id == "" {
+		w.log.Error("thumbnail job without a job id; dropping it", "gocraft_job_id", j.ID)
+		return nil
 	}
-	if jobType == jobs.TypeThumbnail {
-		return job.Status == jobs.StatusQueued, nil
-	}
-	attempt, _ := strconv.Atoi(fmt.Sprint(args[jobs.ArgAttempt]))
-	channel := map[string]string{jobs.TypeDeliverEmail: jobs.ChannelEmail, jobs.TypeDeliverCallback: jobs.ChannelCallback}[jobType]
-	d := job.Delivery(channel)
-	return d != nil && d.Status == jobs.DeliveryPending && d.Attempts < attempt, nil
+	return w.Run(context.Background(), id)
 }
 
-// backoff is the wait before the next run of a job that failed j.Fails times.
-func (w *Worker) backoff(j *work.Job) int64 {
-	d, ok := w.cfg.RetrySchedule.Delay(int(j.Fails))
-	if !ok {
-		d = w.cfg.RetrySchedule[len(w.cfg.RetrySchedule)-1]
+// handleDelivery adapts a gocraft/work job to Deliver. A delivery that
+// failed for good goes to the dead set, marked so that the web UI's retry
+// of it redelivers.
+func (w *Worker) handleDelivery(j *work.Job) error {
+	channel := kindOfType[j.Name]
+	id := j.ArgString(argJobID)
+	attempt, aerr := strconv.Atoi(j.ArgString(argAttempt))
+	if err := j.ArgError(); err != nil || id == "" || aerr != nil || attempt < 1 {
+		w.log.Error("delivery job with bad arguments; dropping it", "gocraft_job_id", j.ID, "args", fmt.Sprint(j.Args))
+		return nil
 	}
-	return int64(d / time.Second)
+	ctx := context.Background()
+	if j.ArgString(argRedeliver) != "" {
+		// Argument errors of an optional argument do not count.
+		_, err := w.store.Redeliver(ctx, id, channel)
+		switch {
+		case errors.Is(err, jobs.ErrNotFound), errors.Is(err, jobs.ErrNoDelivery), errors.Is(err, jobs.ErrDeliveryPending):
+			w.log.Info("redelivery from the dead set not needed", "job_id", id, "channel", channel, "reason", err.Error())
+			return nil
+		case err != nil:
+			return err
+		}
+		w.log.Info("redelivery queued from the dead set", "job_id", id, "channel", channel)
+		return nil
+	}
+	err := w.deliverer.Deliver(ctx, channel, id, attempt)
+	if errors.Is(err, jobs.ErrDeliveryFailed) {
+		j.Args[argRedeliver] = "1"
+		j.Fails = infraRetries - 1 // the failure that follows is the last: to the dead set now
+	}
+	return err
 }
 
-// Start begins taking jobs, listens for wake-ups from enqueuers, and
-// sweeps for jobs whose worker died.
+// Start begins taking work in the background and returns at once: a Redis
+// that does not answer cannot hold up the process (its health endpoint,
+// its shutdown). The lanes start, the leases are kept, wake-ups are
+// listened for, and the sweeper and the due mover run.
 func (w *Worker) Start() {
-	for _, l := range w.lanes {
-		l.pool.Start()
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopBg = cancel
-	if w.cfg.WakeOnEnqueue {
-		w.bgDone.Add(1)
-		go func() {
-			defer w.bgDone.Done()
-			w.listenForWakeUps(ctx)
-		}()
-	}
-	w.bgDone.Add(1)
-	go func() {
-		defer w.bgDone.Done()
-		w.sweeper.run(ctx)
-	}()
-	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "wake_on_enqueue", w.cfg.WakeOnEnqueue, "engine", w.engine.Name(), "engine_version", w.engine.Version())
+	w.bgDone.Go(func() {
+		// gocraft/work's Start writes to Redis before it returns; with a
+		// Redis that never answers it returns once the pool's deadlines pass.
+		for _, l := range w.lanes {
+			if ctx.Err() != nil {
+				return
+			}
+			l.pool.Start()
+		}
+		w.log.Info("worker started", "concurrency", len(w.lanes), "wake_on_enqueue", w.cfg.WakeOnEnqueue,
+			"engine", w.engine.Name(), "engine_version", w.engine.Version())
+		if w.cfg.WakeOnEnqueue {
+			w.listenForWakeUps(ctx) // a lane that has not started cannot be drained
+		}
+	})
+	w.bgDone.Go(func() { w.leases.run(ctx) })
+	w.bgDone.Go(func() { w.sweeper.run(ctx) })
+	w.bgDone.Go(func() { w.sweeper.moveDue(ctx) })
 }
 
-// Stop stops taking jobs and waits for the ones in flight until ctx ends.
+// Stop stops taking work and waits for the work in flight until ctx ends.
 // gocraft/work's own Stop waits without bound, so it runs in the background
-// and a job still running at the deadline is left to the crash recovery.
+// and work still running at the deadline is left to the sweeper, which
+// takes it back once its lease runs out.
 func (w *Worker) Stop(ctx context.Context) error {
-	if w.stopBg != nil {
-		w.stopBg()
-		w.bgDone.Wait()
+	if w.stopBg == nil {
+		return nil
 	}
 	done := make(chan struct{})
 	go func() {
+		w.stopBg()
+		w.bgDone.Wait() // the lanes have all started, or Start gave up
 		var wg sync.WaitGroup
 		for _, l := range w.lanes {
 			wg.Go(l.pool.Stop)
@@ -180,40 +227,20 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.log.Info("worker stopped")
 		return nil
 	case <-ctx.Done():
-		w.log.Warn("worker stop deadline passed with jobs still running; they will be re-run elsewhere")
+		w.log.Warn("worker stop deadline passed with work still running; it will be taken back once its lease runs out")
 		return ctx.Err()
 	}
 }
 
-// listenForWakeUps drains the lanes whenever an enqueuer publishes on
-// the wake channel: Drain resets every idle worker's poll timer, so a job
-// submitted to an idle service starts in milliseconds instead of up to 5 s.
+// listenForWakeUps drains the lanes whenever work is queued: Drain resets
+// every idle worker's poll timer, so work queued on an idle service starts
+// in milliseconds instead of up to 5 s.
 func (w *Worker) listenForWakeUps(ctx context.Context) {
 	for ctx.Err() == nil {
-		if err := w.subscribe(ctx); err != nil && ctx.Err() == nil {
+		err := w.store.Subscribe(ctx, w.redis.Dial, "wake", func(string) { w.wake() })
+		if err != nil && ctx.Err() == nil {
 			w.log.Debug("wake-up subscription lost; resubscribing", "error", err)
 			sleep(ctx, time.Second)
-		}
-	}
-}
-
-// subscribe receives wake-ups until the connection breaks or ctx ends.
-func (w *Worker) subscribe(ctx context.Context) error {
-	conn, err := w.store.Pool().GetContext(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	psc := redis.PubSubConn{Conn: conn}
-	if err := psc.Subscribe(jobs.WakeChannel(w.store.Namespace())); err != nil {
-		return err
-	}
-	for {
-		switch v := psc.ReceiveContext(ctx).(type) {
-		case redis.Message:
-			w.wake()
-		case error:
-			return v
 		}
 	}
 }

@@ -2,12 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gomodule/redigo/redis"
+)
+
+// Redis deadlines. Every call also carries its caller's context deadline;
+// these bound what has none (gocraft/work's own calls), so a Redis that
+// stalls can never hold a process for good.
+const (
+	redisDialTimeout = 2 * time.Second
+	redisIOTimeout   = 5 * time.Second
 )
 
 // newRedisPool dials url lazily; a broken Redis shows in /readyz and in the
@@ -18,9 +28,9 @@ func newRedisPool(url string) *redis.Pool {
 		IdleTimeout: 4 * time.Minute,
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
 			return redis.DialURLContext(ctx, url,
-				redis.DialConnectTimeout(5*time.Second),
-				redis.DialReadTimeout(0), // gocraft/work and pub/sub block on reads
-				redis.DialWriteTimeout(10*time.Second))
+				redis.DialConnectTimeout(redisDialTimeout),
+				redis.DialReadTimeout(redisIOTimeout),
+				redis.DialWriteTimeout(redisIOTimeout))
 		},
 		TestOnBorrow: func(c redis.Conn, lastUsed time.Time) error {
 			if time.Since(lastUsed) < time.Minute {
@@ -30,6 +40,45 @@ func newRedisPool(url string) *redis.Pool {
 			return err
 		},
 	}
+}
+
+// subscriptionDialer makes the connection of a pub/sub subscription: it
+// blocks on reads between messages, so it has no read deadline (the
+// subscription pings it instead).
+func subscriptionDialer(url string) func(context.Context) (redis.Conn, error) {
+	return func(ctx context.Context) (redis.Conn, error) {
+		return redis.DialURLContext(ctx, url,
+			redis.DialConnectTimeout(redisDialTimeout),
+			redis.DialWriteTimeout(redisIOTimeout))
+	}
+}
+
+// errEvictingRedis: the Redis would evict keys, which loses jobs.
+var errEvictingRedis = errors.New("redis evicts keys")
+
+// checkEvictionPolicy refuses a Redis whose maxmemory-policy is not
+// noeviction: an evicted record is a lost job, an evicted queue entry work
+// that never runs. A server that refuses CONFIG GET (some managed services)
+// gets a warning naming the requirement.
+func checkEvictionPolicy(ctx context.Context, pool *redis.Pool, log *slog.Logger) error {
+	conn, err := pool.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	reply, err := redis.Strings(redis.DoContext(conn, ctx, "CONFIG", "GET", "maxmemory-policy"))
+	var re redis.Error
+	if errors.As(err, &re) {
+		log.Warn("could not read Redis's maxmemory-policy (CONFIG GET is refused); it must be noeviction, or jobs are lost when Redis is full", "error", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(reply) == 2 && !strings.EqualFold(reply[1], "noeviction") {
+		return fmt.Errorf("%w: Redis's maxmemory-policy is %q; it must be noeviction (an evicted key is a lost job): run CONFIG SET maxmemory-policy noeviction, or set it in redis.conf", errEvictingRedis, reply[1])
+	}
+	return nil
 }
 
 // embeddedRedis runs an in-memory Redis for the all-in-one default. miniredis

@@ -1,9 +1,3 @@
-// Command thumbnailed-healthcheck is the container's HEALTHCHECK: it asks the
-// local thumbnailed process for /healthz and exits 0 when it answers 200, or
-// 1 otherwise. It needs no curl in the image.
-//
-//	thumbnailed-healthcheck          checks THUMBNAILED_ADDR (default :8080): api, worker, all
-//	thumbnailed-healthcheck webui    checks THUMBNAILED_WEBUI_ADDR (default 127.0.0.1:5040)
 package main
 
 import (
@@ -13,29 +7,28 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"time"
+
+	"github.com/thumbnailed/thumbnailed/config"
 )
 
-func main() {
-	if err := check(os.Args[1:], os.Getenv); err != nil {
-		fmt.Fprintln(os.Stderr, "unhealthy:", err)
-		os.Exit(1)
+// healthcheck is `thumbnailed healthcheck [webui]`, the container's
+// HEALTHCHECK: it asks the local process for /healthz and fails unless it
+// answers 200. It reads the same configuration as the roles (so the same
+// THUMBNAILED_ADDR or THUMBNAILED_WEBUI_ADDR and defaults), and needs no
+// curl in the image.
+func healthcheck(args []string, getenv func(string) string) error {
+	addrs, err := config.LoadAddrs(getenv)
+	if err != nil {
+		return err
 	}
-}
-
-func check(args []string, getenv func(string) string) error {
-	name, def := "THUMBNAILED_ADDR", ":8080"
+	name, addr := "THUMBNAILED_ADDR", addrs.API
 	switch {
 	case len(args) == 0:
 	case len(args) == 1 && args[0] == "webui":
-		name, def = "THUMBNAILED_WEBUI_ADDR", "127.0.0.1:5040"
+		name, addr = "THUMBNAILED_WEBUI_ADDR", addrs.WebUI
 	default:
-		return fmt.Errorf("usage: thumbnailed-healthcheck [webui]")
-	}
-	addr := getenv(name)
-	if addr == "" {
-		addr = def
+		return fmt.Errorf("usage: thumbnailed healthcheck [webui]")
 	}
 	url, err := healthURL(addr)
 	if err != nil {
@@ -51,12 +44,12 @@ func check(args []string, getenv func(string) string) error {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}} // never via HTTP_PROXY
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return fmt.Errorf("unhealthy: %w", err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+		return fmt.Errorf("unhealthy: GET %s: %s", url, resp.Status)
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ func TestHealthURL(t *testing.T) {
 	}
 }
 
-func TestCheck(t *testing.T) {
+func TestHealthcheck(t *testing.T) {
 	is := is.New(t)
 	var healthy atomic.Bool
 	healthy.Store(true)
@@ -41,12 +41,12 @@ func TestCheck(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
-	is.NoErr(check(nil, env(map[string]string{"THUMBNAILED_ADDR": addr})))                     // the service answers
-	is.NoErr(check([]string{"webui"}, env(map[string]string{"THUMBNAILED_WEBUI_ADDR": addr}))) // the web UI answers
-	is.True(check([]string{"webui"}, env(map[string]string{"THUMBNAILED_ADDR": addr})) != nil) // the web UI has its own address
-	is.True(check([]string{"bogus"}, env(map[string]string{"THUMBNAILED_ADDR": addr})) != nil) // usage error
+	is.NoErr(healthcheck(nil, env(map[string]string{"THUMBNAILED_ADDR": addr})))                     // the service answers
+	is.NoErr(healthcheck([]string{"webui"}, env(map[string]string{"THUMBNAILED_WEBUI_ADDR": addr}))) // the web UI answers
+	is.True(healthcheck([]string{"webui"}, env(map[string]string{"THUMBNAILED_ADDR": addr})) != nil) // the web UI has its own address
+	is.True(healthcheck([]string{"bogus"}, env(map[string]string{"THUMBNAILED_ADDR": addr})) != nil) // usage error
 	healthy.Store(false)
-	is.True(check(nil, env(map[string]string{"THUMBNAILED_ADDR": addr})) != nil) // a 503 is unhealthy
+	is.True(healthcheck(nil, env(map[string]string{"THUMBNAILED_ADDR": addr})) != nil) // a 503 is unhealthy
 	srv.Close()
-	is.True(check(nil, env(map[string]string{"THUMBNAILED_ADDR": addr})) != nil) // nothing listening is unhealthy
+	is.True(healthcheck(nil, env(map[string]string{"THUMBNAILED_ADDR": addr})) != nil) // nothing listening is unhealthy
 }

@@ -1,0 +1,158 @@
+package blob_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+	"github.com/thumbnailed/thumbnailed/blob"
+	"github.com/thumbnailed/thumbnailed/internal/tests3"
+)
+
+// A backend that is gone, or that accepts connections and never answers, makes
+// every call fail with ErrUnavailable within the caller's deadline.
+func TestUnreachableBackendIsUnavailableWithinTheDeadline(t *testing.T) {
+	t.Parallel()
+	image := big() // made before any clock starts
+	stalled := stalledListener(t)
+	closed := closedAddr(t)
+	stopped := stoppedS3(t)
+
+	stores := map[string]blob.Store{
+		"redis, closed port":     openWithPool(t, closed),
+		"redis, never answering": openWithPool(t, stalled),
+		"s3, stopped":            stopped,
+		"s3, never answering":    openS3At(t, "http://"+stalled),
+	}
+	const deadline = time.Second
+	ops := map[string]func(context.Context, blob.Store) error{
+		"put": func(ctx context.Context, s blob.Store) error {
+			_, err := s.Put(ctx, "job", "default.jpg", strings.NewReader("thumb"), inAnHour)
+			return err
+		},
+		"put 19 MB": func(ctx context.Context, s blob.Store) error { // more than a socket buffer holds
+			_, err := s.Put(ctx, "job", "upload", bytes.NewReader(image), inAnHour)
+			return err
+		},
+		"get": func(ctx context.Context, s blob.Store) error {
+			_, err := s.Get(ctx, "job", "upload")
+			return err
+		},
+		"delete":     func(ctx context.Context, s blob.Store) error { return s.Delete(ctx, "job") },
+		"delete one": func(ctx context.Context, s blob.Store) error { return s.DeleteOne(ctx, "job", "upload") },
+		"ping":       func(ctx context.Context, s blob.Store) error { return s.Ping(ctx) },
+	}
+	// The calls run at once, in goroutines rather than parallel subtests, so the
+	// whole test takes about one deadline whatever -parallel allows.
+	type result struct {
+		store, op string
+		err       error
+		took      time.Duration
+	}
+	results := make(chan result)
+	for name, s := range stores {
+		for op, call := range ops {
+			go func() {
+				ctx, cancel := context.WithTimeout(t.Context(), deadline)
+				defer cancel()
+				start := time.Now()
+				err := call(ctx, s)
+				results <- result{name, op, err, time.Since(start)}
+			}()
+		}
+	}
+	for range len(stores) * len(ops) {
+		r := <-results
+		t.Run(r.store+"/"+r.op, func(t *testing.T) {
+			is := is.New(t)
+			t.Logf("after %v: %v", r.took.Round(time.Millisecond), r.err)
+			is.True(errors.Is(r.err, blob.ErrUnavailable)) // an outage is ErrUnavailable
+			is.True(r.took < deadline+time.Second)         // and the call keeps the deadline
+		})
+	}
+}
+
+// stalledListener accepts connections and holds them without reading or
+// answering, like a server that has hung; it returns its address.
+func stalledListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func openWithPool(t *testing.T, addr string) blob.Store {
+	t.Helper()
+	pool := dialPool(addr)
+	t.Cleanup(func() { pool.Close() })
+	s, err := blob.Open("", nil, pool, "down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func openS3At(t *testing.T, endpoint string) blob.Store {
+	t.Helper()
+	env := map[string]string{"AWS_ACCESS_KEY_ID": "access", "AWS_SECRET_ACCESS_KEY": "secret-key"}
+	s, err := blob.Open("s3://thumbs/p?region=us-east-1&path_style=true&endpoint="+endpoint, func(k string) string { return env[k] }, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// stoppedS3 is a store whose versitygw worked and then stopped.
+func stoppedS3(t *testing.T) blob.Store {
+	t.Helper()
+	srv := tests3.Start(t)
+	b := srv.NewBucket(t)
+	s, err := blob.Open(b.URL, b.Getenv, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, "job", "upload", []byte("stored while it ran"))
+	srv.Stop()
+	return s
+}

@@ -1,0 +1,168 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/codes"
+)
+
+// BeginResult says what a worker should do with a job it picked up.
+type BeginResult int
+
+const (
+	// Run: the job is now processing and this run holds its lease; do the work.
+	Run BeginResult = iota
+	// Skip: the job already ended, or another run holds it; do nothing.
+	Skip
+	// Crashed: earlier runs died too often; the job has been failed.
+	Crashed
+)
+
+// Begin records the start of a run before any decoding happens, and gives
+// the run the job's lease. A run that finds the job processing under a
+// lease that has run out knows the run before it died (the queue re-runs
+// such jobs without counting them); after maxCrashes such deaths the job
+// fails with worker_crashed instead of looping on a poison image. A run
+// that finds another run's lease alive is a duplicate and skips.
+func (s *Store) Begin(ctx context.Context, id string, maxCrashes int) (*Job, BeginResult, error) {
+	result := Run
+	job, err := s.update(ctx, id, func(job *Job, t *tx) error {
+		if job.Status.Ended() {
+			result = Skip
+			return errSkip
+		}
+		if job.Status == StatusProcessing {
+			alive, err := s.leaseAlive(ctx, t.conn, KindThumbnail, id, t.now)
+			if err != nil {
+				return err
+			}
+			if alive {
+				result = Skip
+				return errSkip
+			}
+			job.Crashes++
+		}
+		if job.Crashes >= maxCrashes {
+			result = Crashed
+			s.finish(job, t, StatusFailed)
+			job.Error = &Error{Code: codes.WorkerCrashed, Message: fmt.Sprintf(
+				"the worker processing this image stopped unexpectedly %d times; the image may be too demanding to process", job.Crashes)}
+			return nil
+		}
+		result = Run
+		job.Status = StatusProcessing
+		job.Attempts++
+		if job.StartedAt == nil {
+			job.StartedAt = &t.now
+		}
+		t.takeLease(KindThumbnail, id)
+		return nil
+	})
+	return job, result, err
+}
+
+// leaseAlive reports whether kind:id holds a lease that has not run out.
+func (s *Store) leaseAlive(ctx context.Context, conn redis.Conn, kind, id string, now time.Time) (bool, error) {
+	until, err := redis.Int64(redis.DoContext(conn, ctx, "ZSCORE", s.leasesKey(), leaseMember(kind, id)))
+	if errors.Is(err, redis.ErrNil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, unavailable("lease of "+id, err)
+	}
+	return until > now.UnixMilli(), nil
+}
+
+// finish moves a job to its final status: the lease goes, the record now
+// expires the TTL after this moment, and the first attempt of every
+// delivery is queued in the same transaction.
+func (s *Store) finish(job *Job, t *tx, status Status) {
+	job.Status = status
+	job.FinishedAt = &t.now
+	job.ExpiresAt = t.now.Add(s.ttl)
+	t.dropLease(KindThumbnail, job.ID)
+	for _, d := range job.Deliveries {
+		if d.Status == DeliveryPending && d.Attempts == 0 {
+			t.push(Work{Kind: d.Channel, JobID: job.ID, Attempt: 1})
+		}
+	}
+}
+
+// Succeed ends the job succeeded with its result (the images are already in
+// the blob store). It returns ended=false, writing nothing, when the job had
+// already ended (a duplicate run).
+func (s *Store) Succeed(ctx context.Context, id string, result Result) (job *Job, ended bool, err error) {
+	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
+		if job.Status.Ended() {
+			return errSkip
+		}
+		ended = true
+		s.finish(job, t, StatusSucceeded)
+		job.Result = &result
+		job.Error = nil
+		return nil
+	})
+	return job, ended, err
+}
+
+// Fail ends the job failed with a code and a message. It returns
+// ended=false when the job had already ended.
+func (s *Store) Fail(ctx context.Context, id string, code, message string) (job *Job, ended bool, err error) {
+	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
+		if job.Status.Ended() {
+			return errSkip
+		}
+		ended = true
+		s.finish(job, t, StatusFailed)
+		job.Error = &Error{Code: code, Message: message}
+		return nil
+	})
+	return job, ended, err
+}
+
+// Retry puts a processing job back to queued after a transient failure,
+// to run again after delay.
+func (s *Store) Retry(ctx context.Context, id string, delay time.Duration) (*Job, error) {
+	return s.update(ctx, id, func(job *Job, t *tx) error {
+		if job.Status != StatusProcessing {
+			return errSkip
+		}
+		job.Status = StatusQueued
+		job.Retries++
+		t.dropLease(KindThumbnail, id)
+		t.due(Work{Kind: KindThumbnail, JobID: id}, t.now.Add(delay))
+		return nil
+	})
+}
+
+// Rescue takes back a processing job whose lease ran out, because its
+// worker died: the death counts as a crash and the job is queued again in
+// the same transaction. It reports whether this caller made the rescue.
+func (s *Store) Rescue(ctx context.Context, id string) (bool, error) {
+	rescued := false
+	_, err := s.update(ctx, id, func(job *Job, t *tx) error {
+		if job.Status != StatusProcessing {
+			t.dropLease(KindThumbnail, id)
+			return nil
+		}
+		alive, err := s.leaseAlive(ctx, t.conn, KindThumbnail, id, t.now)
+		if err != nil {
+			return err
+		}
+		if alive {
+			return errSkip
+		}
+		rescued = true
+		job.Crashes++
+		job.Status = StatusQueued
+		t.dropLease(KindThumbnail, id)
+		t.push(Work{Kind: KindThumbnail, JobID: id})
+		return nil
+	})
+	return rescued, err
+}

@@ -1,0 +1,241 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/thumbnailed/thumbnailed/codes"
+	"github.com/thumbnailed/thumbnailed/jobs"
+	"github.com/thumbnailed/thumbnailed/view"
+)
+
+// Events fans the job changes every process publishes (Redis pub/sub, see
+// jobs.Store.Subscribe) out to the event streams open on this process, so
+// a stream follows its job whichever api or worker process changes it.
+type Events struct {
+	log       *slog.Logger
+	maxPerKey int
+
+	mu      sync.Mutex
+	watches map[string]map[chan struct{}]struct{} // job id -> its streams' wake-ups
+	open    map[string]int                        // client scope -> open streams
+}
+
+// Stream limits.
+const (
+	MaxStreamsPerClient = 10
+	streamLifetime      = 10 * time.Minute
+	keepAliveEvery      = 15 * time.Second
+)
+
+// NewEvents returns the fan-out of this process.
+func NewEvents(log *slog.Logger) *Events {
+	return &Events{log: log, maxPerKey: MaxStreamsPerClient,
+		watches: map[string]map[chan struct{}]struct{}{}, open: map[string]int{}}
+}
+
+// Run receives job changes until ctx ends, subscribing again whenever the
+// subscription breaks. subscribe is the store's Subscribe on its "events"
+// channel; a stream missed nothing that matters over a break, as every
+// wake-up makes it read the record again.
+func (e *Events) Run(ctx context.Context, subscribe func(ctx context.Context, fn func(string)) error) {
+	for ctx.Err() == nil {
+		err := subscribe(ctx, e.changed)
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Debug("event subscription lost; subscribing again", "error", err)
+		e.wakeAll() // whatever changed meanwhile is read now
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// changed is a message "{id} {version}" of the events channel.
+func (e *Events) changed(msg string) {
+	id, _, _ := strings.Cut(msg, " ")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for ch := range e.watches[id] {
+		select {
+		case ch <- struct{}{}:
+		default: // a wake-up is already waiting
+		}
+	}
+}
+
+func (e *Events) wakeAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, set := range e.watches {
+		for ch := range set {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// watch opens a stream of client on job id, or reports that the client
+// has as many open as it may.
+func (e *Events) watch(client, id string) (<-chan struct{}, func(), bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.open[client] >= e.maxPerKey {
+		return nil, nil, false
+	}
+	e.open[client]++
+	ch := make(chan struct{}, 1)
+	if e.watches[id] == nil {
+		e.watches[id] = map[chan struct{}]struct{}{}
+	}
+	e.watches[id][ch] = struct{}{}
+	return ch, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.watches[id], ch)
+		if len(e.watches[id]) == 0 {
+			delete(e.watches, id)
+		}
+		if e.open[client]--; e.open[client] <= 0 {
+			delete(e.open, client)
+		}
+	}, true
+}
+
+// handleEvents is GET /v1/thumbnails/{id}/events: Server-Sent Events. On
+// connect one status event with the job, then a status event on every
+// change and a delivery event on every attempt, until the job has ended
+// with every delivery final, or streamLifetime has passed. Event ids grow
+// with the record's version, so they increase across reconnects too.
+func handleEvents(d Deps) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		job, err := loadJob(c, d.Store)
+		if err != nil {
+			return err
+		}
+		if d.Events == nil {
+			return problem(codes.NotFound, "event streams are not served here")
+		}
+		wake, stop, ok := d.Events.watch(clientScope(c), job.ID)
+		if !ok {
+			p := problem(codes.TooManyStreams, fmt.Sprintf("this client already has %d event streams open; close one first", MaxStreamsPerClient))
+			p.retryAfter = "10"
+			return p
+		}
+		defer stop()
+		h := c.Response().Header()
+		h.Set(echo.HeaderContentType, "text/event-stream")
+		h.Set(echo.HeaderCacheControl, "no-store")
+		h.Set("X-Accel-Buffering", "no")
+		c.Response().WriteHeader(http.StatusOK)
+		s := &stream{c: c, links: d.Links}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), streamLifetime)
+		defer cancel()
+		if err := s.send(job); err != nil || s.finished(job) {
+			return nil
+		}
+		keepAlive := time.NewTicker(keepAliveEvery)
+		defer keepAlive.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-keepAlive.C:
+				if _, err := fmt.Fprint(c.Response(), ": keep-alive\n\n"); err != nil {
+					return nil
+				}
+				c.Response().Flush()
+			case <-wake:
+				rctx, rcancel := context.WithTimeout(ctx, storageDeadline)
+				job, err = d.Store.Get(rctx, job.ID)
+				rcancel()
+				if errors.Is(err, jobs.ErrNotFound) {
+					return nil // erased or expired: the stream ends
+				}
+				if err != nil {
+					continue // the next change or keep-alive tries again
+				}
+				if err := s.send(job); err != nil || s.finished(job) {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// stream is one open event stream and what it has sent.
+type stream struct {
+	c          echo.Context
+	links      view.Links
+	version    int
+	deliveries map[string]string // channel -> what was last sent of it
+}
+
+// send writes what changed since the last send: a status event with the
+// job, and a delivery event for every delivery that moved.
+func (s *stream) send(job *jobs.Job) error {
+	if job.Version <= s.version {
+		return nil
+	}
+	s.version = job.Version
+	if err := s.event(job.Version*8, "status", view.Job(job, s.links)); err != nil {
+		return err
+	}
+	if s.deliveries == nil {
+		s.deliveries = map[string]string{}
+	}
+	for i, d := range job.Deliveries {
+		seen := fmt.Sprintf("%s/%d/%d", d.Status, d.Attempts, len(d.Log))
+		if s.deliveries[d.Channel] == seen {
+			continue
+		}
+		s.deliveries[d.Channel] = seen
+		if d.Attempts == 0 && d.Status == jobs.DeliveryPending {
+			continue // nothing attempted yet: the status event says it
+		}
+		if err := s.event(job.Version*8+1+i, "delivery", view.Delivery(job, d)); err != nil {
+			return err
+		}
+	}
+	s.c.Response().Flush()
+	return nil
+}
+
+func (s *stream) event(id int, name string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(s.c.Response(), "id: %d\nevent: %s\ndata: %s\n\n", id, name, b)
+	return err
+}
+
+// finished reports whether nothing more will happen to the job: it ended
+// and every delivery is final.
+func (s *stream) finished(job *jobs.Job) bool {
+	if !job.Status.Ended() {
+		return false
+	}
+	for _, d := range job.Deliveries {
+		if d.Status == jobs.DeliveryPending {
+			return false
+		}
+	}
+	return true
+}
