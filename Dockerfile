@@ -23,11 +23,15 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .
-# The service links libvips (cgo, -tags vips); the health check is pure Go.
+# The service links libvips (cgo, -tags vips). VERSION and COMMIT name the
+# build in `thumbnailed version` (docker build --build-arg VERSION=v0.3.0 ...).
+ARG VERSION=dev
+ARG COMMIT=unknown
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=1 go build -tags vips -trimpath -ldflags='-s -w' -o /out/thumbnailed ./cmd/thumbnailed \
- && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/thumbnailed-healthcheck ./deploy/healthcheck
+    CGO_ENABLED=1 go build -tags vips -trimpath \
+      -ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
+      -o /out/thumbnailed ./cmd/thumbnailed
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -38,16 +42,17 @@ RUN groupadd --system --gid 10001 thumbnailed \
       --shell /usr/sbin/nologin thumbnailed \
  && install -d -o 10001 -g 10001 -m 0755 /app \
  && install -d -o 10001 -g 10001 -m 0750 /app/outbox
-COPY --from=build /out/thumbnailed /out/thumbnailed-healthcheck /usr/local/bin/
+COPY --from=build /out/thumbnailed /usr/local/bin/
 # THUMBNAILED_OUTBOX_DIR defaults to ./outbox: /app/outbox, writable by the user.
 WORKDIR /app
 USER 10001:10001
 # 8080: THUMBNAILED_ADDR (API, /healthz, /readyz, /metrics); 5040: the job web UI.
 EXPOSE 8080 5040
-# Checks THUMBNAILED_ADDR; the webui role needs `thumbnailed-healthcheck webui`
+# The binary checks itself: `thumbnailed healthcheck` asks THUMBNAILED_ADDR,
+# read with the same configuration; the webui role needs `healthcheck webui`
 # (compose.yaml sets it), as it listens on THUMBNAILED_WEBUI_ADDR only.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["/usr/local/bin/thumbnailed-healthcheck"]
+  CMD ["/usr/local/bin/thumbnailed", "healthcheck"]
 # A stopping process gets THUMBNAILED_SHUTDOWN_TIMEOUT (30s) to finish its
 # jobs: give it more than that (docker stop -t 40, stop_grace_period: 40s).
 STOPSIGNAL SIGTERM

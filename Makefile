@@ -6,7 +6,10 @@ GO       ?= go
 TAGS     ?= $(shell pkg-config --exists vips 2>/dev/null && echo vips)
 BIN      := bin/thumbnailed
 # Packages that run goroutines of their own: tested with the race detector too.
-RACE_PKGS := ./jobs/... ./worker/... ./notifier/... ./server/... ./safehttp/... ./webui/... ./cmd/...
+RACE_PKGS := ./jobs/... ./worker/... ./notifier/... ./server/... ./safehttp/... ./webui/... ./blob/... ./connlimit/... ./keys/... ./cmd/...
+# `thumbnailed version` names the build.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 # Extra flags for go test, e.g. TESTFLAGS=-v to list every test that ran.
 TESTFLAGS ?=
@@ -17,7 +20,7 @@ run:
 	$(GO) run -tags '$(TAGS)' ./cmd/thumbnailed
 
 build:
-	CGO_ENABLED=$(if $(TAGS),1,0) $(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/thumbnailed
+	CGO_ENABLED=$(if $(TAGS),1,0) $(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/thumbnailed
 	@echo "built $(BIN) with the $(if $(TAGS),libvips,pure-Go) engine"
 
 test:
@@ -56,4 +59,4 @@ lint:
 	$(GO) vet -tags vips ./...
 
 docker:
-	docker build -t thumbnailed .
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$$(git rev-parse --short HEAD) -t thumbnailed .

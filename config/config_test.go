@@ -1,11 +1,16 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/blob"
+	"github.com/thumbnailed/thumbnailed/notifier"
 )
 
 func env(m map[string]string) func(string) string {
@@ -18,18 +23,125 @@ func TestDefaults(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(c.Addr, ":8080")
 	is.Equal(c.Namespace, "thumbnailed")
-	is.Equal(c.MaxUploadBytes, int64(20971520))
-	is.Equal(c.MaxPixels, int64(50000000))
-	is.Equal(c.MaxDimension, 4096)
-	is.Equal(c.FetchTimeout, 10*time.Second)
-	is.Equal(c.JobTimeout, 60*time.Second)
+	is.Equal(c.Server.MaxUploadBytes, int64(20971520))
+	is.Equal(c.Fetch.MaxBytes, int64(20971520)) // one setting, read once, given to both
+	is.Equal(c.Server.MaxPixels, int64(50000000))
+	is.Equal(c.Worker.MaxPixels, int64(50000000))
+	is.Equal(c.Server.MaxDimension, 4096)
+	is.Equal(c.Server.MaxOutputPixels, int64(40_000_000))
+	is.Equal(c.Server.MaxInflightUploadBytes, int64(268435456))
+	is.Equal(c.Fetch.Timeout, 10*time.Second)
+	is.Equal(c.Worker.JobTimeout, 60*time.Second)
 	is.Equal(c.ResultTTL, 24*time.Hour)
-	is.Equal(c.WebUIAddr, "127.0.0.1:5040")
-	is.Equal(len(c.CallbackSchedule), 7)
-	is.Equal(c.CallbackSchedule[1], 5*time.Minute)
-	is.Equal(len(c.EmailSchedule), 4)
-	is.True(c.WorkerConcurrency >= 1)
-	is.True(!c.AllowPrivateNetworks)
+	is.Equal(c.Worker.StaleAfter, 30*time.Second)
+	is.Equal(c.WebUI.Addr, "127.0.0.1:5040")
+	is.Equal(len(c.Notifier.CallbackSchedule), 7)
+	is.Equal(c.Notifier.CallbackSchedule[1], 5*time.Minute)
+	is.Equal(len(c.Notifier.EmailSchedule), 4)
+	is.Equal(c.Notifier.InlineMaxBytes, int64(262144))
+	is.Equal(c.Notifier.SMTP, nil) // no SMTP: the outbox
+	is.Equal(c.Notifier.OutboxDir, "./outbox")
+	is.Equal(c.Connections.MaxConnections, 4096)
+	is.Equal(c.Connections.IdleTimeout, 30*time.Second)
+	is.Equal(c.Connections.HeaderTimeout, 10*time.Second)
+	is.True(c.Worker.Concurrency >= 1 && c.Worker.Concurrency <= MaxConcurrency)
+	is.True(!c.Fetch.AllowPrivate && !c.Server.AllowPrivateNetworks)
+	is.Equal(c.Keys.Len(), 0) // open
+	is.Equal(c.Storage.Backend, blob.BackendRedis)
+}
+
+func TestTheSMTPURLIsParsedOnce(t *testing.T) {
+	is := is.New(t)
+	c, err := Load(RoleWorker, env(map[string]string{"THUMBNAILED_REDIS_URL": "redis://127.0.0.1:6379", "THUMBNAILED_LINK_SECRET": "0123456789abcdef",
+		"THUMBNAILED_SMTP_URL": "smtp://u:p%40ss@mail.example.com?tls=tls"}))
+	is.NoErr(err)
+	is.Equal(*c.Notifier.SMTP, notifier.SMTPServer{Host: "mail.example.com", Port: 465, Security: "tls", Username: "u", Password: "p@ss"})
+}
+
+// Issue 13 item 11: settings that would switch a protection off, or make
+// the service unusable, stop the start with a message naming them.
+func TestSettingsThatDisableAProtectionAreRefused(t *testing.T) {
+	for name, values := range map[string][]string{
+		"THUMBNAILED_RATE_LIMIT":         {"NaN", "nan", "Inf", "-Inf", "1e-300", "0", "-1", "1e400"},
+		"THUMBNAILED_RESULT_TTL":         {"1ns", "999ms", "0s"},
+		"THUMBNAILED_STALE_AFTER":        {"1ns", "500ms"},
+		"THUMBNAILED_WORKER_CONCURRENCY": {"1024", "257", "0"},
+		"THUMBNAILED_TRUSTED_PROXIES":    {"0.0.0.0/0", "::/0", "10.0.0.0/8,0.0.0.0/0"},
+		"THUMBNAILED_MAX_CONNECTIONS":    {"0", "1"},
+		"THUMBNAILED_IDLE_TIMEOUT":       {"1ns"},
+		"THUMBNAILED_LINK_SECRET":        {"short"},
+		"THUMBNAILED_PUBLIC_URL":         {"thumbs.example.com", "ftp://x", "https://x/?a=b"},
+		"THUMBNAILED_STORAGE_URL":        {"s3://", "gs://bucket", "s3://b?endpoint=ftp://x"},
+	} {
+		for _, v := range values {
+			t.Run(name+"="+v, func(t *testing.T) {
+				is := is.New(t)
+				_, err := Load(RoleAll, env(map[string]string{name: v}))
+				is.True(err != nil)
+				is.True(strings.Contains(err.Error(), name)) // the message names the variable
+			})
+		}
+	}
+}
+
+func TestAPIAndWorkerNeedALinkSecret(t *testing.T) {
+	for _, role := range []string{RoleAPI, RoleWorker} {
+		is := is.New(t)
+		e := map[string]string{"THUMBNAILED_REDIS_URL": "redis://127.0.0.1:6379"}
+		_, err := Load(role, env(e))
+		is.True(err != nil)
+		is.True(strings.Contains(err.Error(), "THUMBNAILED_LINK_SECRET"))
+		e["THUMBNAILED_LINK_SECRET"] = "0123456789abcdef"
+		_, err = Load(role, env(e))
+		is.NoErr(err)
+	}
+	_, err := Load(RoleAll, env(nil)) // all signs with a random key of its own
+	is.New(t).NoErr(err)
+}
+
+func TestTheKeysFileIsReadAtStart(t *testing.T) {
+	is := is.New(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "keys.json")
+	is.NoErr(os.WriteFile(good, []byte(`[{"name":"acme","key":"acme-key-0123456789","webhook_secrets":["whsec_c3lzdGVtdGVzdC1zZWNyZXQtMzItYnl0ZXMhISE="]}]`), 0o600))
+	c, err := Load(RoleAll, env(map[string]string{"THUMBNAILED_API_KEYS_FILE": good}))
+	is.NoErr(err)
+	is.Equal(c.Keys.Len(), 1)
+	k, ok := c.Keys.Lookup("acme-key-0123456789")
+	is.True(ok)
+	is.Equal(k.Name, "acme")
+
+	bad := filepath.Join(dir, "bad.json")
+	is.NoErr(os.WriteFile(bad, []byte(`[{"name":"acme"}]`), 0o600))
+	_, err = Load(RoleAll, env(map[string]string{"THUMBNAILED_API_KEYS_FILE": bad}))
+	is.True(err != nil)
+	is.True(strings.Contains(err.Error(), "THUMBNAILED_API_KEYS_FILE"))
+	_, err = Load(RoleAll, env(map[string]string{"THUMBNAILED_API_KEYS_FILE": filepath.Join(dir, "missing.json")}))
+	is.True(err != nil)
+}
+
+// Load reads exactly the variables Names lists, so Unknown knows them all.
+func TestNamesAreEveryVariableLoadReads(t *testing.T) {
+	is := is.New(t)
+	read := map[string]bool{}
+	_, _ = Load(RoleAll, func(k string) string { read[k] = true; return "" })
+	_, _ = LoadAddrs(func(k string) string { read[k] = true; return "" })
+	listed := map[string]bool{}
+	for _, n := range Names {
+		listed[n] = true
+		is.True(read[n]) // every listed name is read
+	}
+	for n := range read {
+		is.True(listed[n]) // every read name is listed
+	}
+}
+
+func TestUnknownVariablesAreNamedWithTheClosestKnownOne(t *testing.T) {
+	is := is.New(t)
+	warnings := Unknown([]string{"THUMBNAILED_RATELIMIT=5", "THUMBNAILED_ADDR=:8080", "HOME=/root", "THUMBNAILED_REDISURL=x", "THUMBNAILED_TEST_REDIS_URL=x"})
+	is.Equal(len(warnings), 2)
+	is.True(strings.Contains(warnings[0], "THUMBNAILED_RATELIMIT") && strings.Contains(warnings[0], "THUMBNAILED_RATE_LIMIT"))
+	is.True(strings.Contains(warnings[1], "THUMBNAILED_REDISURL") && strings.Contains(warnings[1], "THUMBNAILED_REDIS_URL"))
 }
 
 func TestEveryBadValueIsReportedAtOnce(t *testing.T) {
@@ -66,7 +178,7 @@ func TestRolesNeedingRedis(t *testing.T) {
 			_, err := Load(role, env(nil))
 			is.True(err != nil)
 			is.True(strings.Contains(err.Error(), "THUMBNAILED_REDIS_URL"))
-			_, err = Load(role, env(map[string]string{"THUMBNAILED_REDIS_URL": "redis://127.0.0.1:6379/0"}))
+			_, err = Load(role, env(map[string]string{"THUMBNAILED_REDIS_URL": "redis://127.0.0.1:6379/0", "THUMBNAILED_LINK_SECRET": "0123456789abcdef"}))
 			is.NoErr(err)
 		})
 	}
@@ -95,6 +207,7 @@ func TestOpenMailRelayRefused(t *testing.T) {
 	c, err := Load(RoleAll, env(smtp))
 	is.NoErr(err)
 	is.Equal(c.APIKeys, []string{"0123456789abcdef0123", "fedcba9876543210fedc"})
+	is.Equal(c.Keys.Len(), 2)
 }
 
 func TestWebUIOnPublicAddressNeedsPassword(t *testing.T) {

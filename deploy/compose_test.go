@@ -22,6 +22,7 @@ import (
 
 	"github.com/thumbnailed/thumbnailed/config"
 	"github.com/thumbnailed/thumbnailed/internal/testnet"
+	"github.com/thumbnailed/thumbnailed/internal/tests3"
 )
 
 // The repository root, seen from this package.
@@ -130,22 +131,11 @@ func TestInterpolate(t *testing.T) {
 	is.True(err != nil)
 }
 
-// configNames are the THUMBNAILED_* variables the config package reads,
-// taken from its source.
-func configNames(t *testing.T) map[string]bool {
-	t.Helper()
-	src, err := os.ReadFile(filepath.Join(root, "config", "config.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
+// configNames are the THUMBNAILED_* variables the config package reads.
+func configNames() map[string]bool {
 	names := map[string]bool{}
-	for _, m := range regexp.MustCompile(`"(THUMBNAILED_[A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
-		names[string(m[1])] = true
-	}
-	for _, must := range []string{"THUMBNAILED_ADDR", "THUMBNAILED_REDIS_URL", "THUMBNAILED_WEBUI_ADDR", "THUMBNAILED_WEBUI_PASSWORD"} {
-		if !names[must] {
-			t.Fatalf("found %d names in config/config.go, but not %s: has the package moved its names?", len(names), must)
-		}
+	for _, n := range config.Names {
+		names[n] = true
 	}
 	return names
 }
@@ -156,7 +146,7 @@ func getenv(env map[string]string) func(string) string {
 
 func TestComposeServicesRunValidConfiguration(t *testing.T) {
 	f := loadCompose(t)
-	names := configNames(t)
+	names := configNames()
 	roles := map[string]bool{}
 	for name, s := range f.Services {
 		if !s.builtHere() {
@@ -200,12 +190,37 @@ func TestComposeRedisIsDurable(t *testing.T) {
 	redis, ok := f.Services["redis"]
 	is.True(ok)
 	cmd := strings.Join(redis.Command, " ")
-	is.True(strings.Contains(cmd, "--appendonly yes"))          // jobs survive a restart
-	is.True(strings.Contains(cmd, "--appendfsync everysec"))    // losing at most a second
+	is.True(strings.Contains(cmd, "--appendonly yes"))               // jobs survive a restart
+	is.True(strings.Contains(cmd, "--appendfsync always"))           // every write, so a 202 survives a crash of Redis
+	is.True(strings.Contains(cmd, "--maxmemory-policy noeviction")) // an evicted key is a lost job
 	is.True(slices.Contains(redis.Volumes, "redis-data:/data")) // on a named volume
 	_, declared := f.Volumes["redis-data"]
 	is.True(declared)
 	is.True(redis.Healthcheck != nil && strings.Contains(strings.Join(redis.Healthcheck.Test, " "), "redis-cli ping"))
+}
+
+// With S3, a finished job keeps only its record in Redis: compose runs one,
+// the version CI tests against, with the bucket the roles are given.
+func TestComposeImagesLiveInS3(t *testing.T) {
+	is := is.New(t)
+	f := loadCompose(t)
+	s3, ok := f.Services["s3"]
+	is.True(ok)
+	is.Equal(s3.Image, "versity/versitygw:"+tests3.Version)
+	is.True(slices.Contains(s3.Volumes, "s3-data:/data")) // images survive a restart
+	is.Equal(s3.DependsOn["s3-bucket"].Condition, "service_completed_successfully")
+	is.Equal(strings.Join(f.Services["s3-bucket"].Command, " "), "mkdir -p /data/thumbnailed")
+	for _, name := range []string{"api", "worker"} {
+		svc := f.Services[name]
+		cfg, err := config.Load(svc.role(), getenv(svc.Environment))
+		is.NoErr(err)
+		is.Equal(cfg.Storage.Bucket, "thumbnailed")
+		is.True(strings.Contains(svc.Environment["THUMBNAILED_STORAGE_URL"], "endpoint=http://s3:7070"))
+		is.Equal(svc.Environment["AWS_ACCESS_KEY_ID"], s3.Environment["ROOT_ACCESS_KEY"]) // the roles log in with the server's key
+		is.Equal(svc.Environment["AWS_SECRET_ACCESS_KEY"], s3.Environment["ROOT_SECRET_KEY"])
+		is.Equal(svc.DependsOn["s3"].Condition, "service_started")
+	}
+	is.Equal(f.Services["api"].Environment["THUMBNAILED_LINK_SECRET"], f.Services["worker"].Environment["THUMBNAILED_LINK_SECRET"]) // one key signs every link
 }
 
 func TestComposeWorkersScale(t *testing.T) {
@@ -231,7 +246,7 @@ func TestComposePrivatePortsStayOnLoopback(t *testing.T) {
 		t.Error("the web UI listens on 0.0.0.0 in its container: it needs a password")
 	}
 	if webui.Healthcheck == nil || !slices.Contains(webui.Healthcheck.Test, "webui") {
-		t.Error("the webui role listens on THUMBNAILED_WEBUI_ADDR only: its health check must say `thumbnailed-healthcheck webui`")
+		t.Error("the webui role listens on THUMBNAILED_WEBUI_ADDR only: its health check must say `thumbnailed healthcheck webui`")
 	}
 }
 
@@ -246,12 +261,12 @@ func TestDockerfile(t *testing.T) {
 		"FROM golang:${GO_VERSION}-bookworm AS build",
 		"FROM debian:bookworm-slim",
 		"-o /out/thumbnailed ./cmd/thumbnailed",
-		"-o /out/thumbnailed-healthcheck ./deploy/healthcheck",
+		"-X main.version=${VERSION} -X main.commit=${COMMIT}",
 		"-tags vips",
 		"libvips42",
 		"USER 10001:10001",
 		"EXPOSE 8080 5040",
-		`CMD ["/usr/local/bin/thumbnailed-healthcheck"]`,
+		`CMD ["/usr/local/bin/thumbnailed", "healthcheck"]`,
 		`ENTRYPOINT ["/usr/local/bin/thumbnailed"]`,
 		`CMD ["all"]`,
 	} {
@@ -259,7 +274,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("the Dockerfile lacks %q", want)
 		}
 	}
-	for _, pkg := range []string{"cmd/thumbnailed", "deploy/healthcheck"} {
+	for _, pkg := range []string{"cmd/thumbnailed"} {
 		_, err := os.Stat(filepath.Join(root, pkg))
 		is.NoErr(err) // the Dockerfile builds a package that exists
 	}
@@ -289,6 +304,7 @@ func TestComposeRolesRunTheRealBinary(t *testing.T) {
 	if redisURL == "" {
 		redisURL = "redis://" + miniredis.RunT(t).Addr() + "/0"
 	}
+	bucket := tests3.New(t) // compose's S3 service, played by a real versitygw here
 
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -312,6 +328,11 @@ func TestComposeRolesRunTheRealBinary(t *testing.T) {
 				env[k] = v
 			}
 			env["THUMBNAILED_REDIS_URL"] = redisURL
+			if env["THUMBNAILED_STORAGE_URL"] != "" {
+				env["THUMBNAILED_STORAGE_URL"] = bucket.URLWithPrefix("images")
+				env["AWS_ACCESS_KEY_ID"] = bucket.Getenv("AWS_ACCESS_KEY_ID")
+				env["AWS_SECRET_ACCESS_KEY"] = bucket.Getenv("AWS_SECRET_ACCESS_KEY")
+			}
 			env["THUMBNAILED_ADDR"] = testnet.FreeAddr(t)
 			health := "http://" + env["THUMBNAILED_ADDR"]
 			if s.role() == config.RoleWebUI {

@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
 	"github.com/thumbnailed/thumbnailed/metrics"
+	"github.com/thumbnailed/thumbnailed/worker"
 )
 
 func scrape(t *testing.T, m *metrics.Metrics) string {
@@ -25,7 +27,8 @@ func scrape(t *testing.T, m *metrics.Metrics) string {
 func TestMetricsShowJobsStagesDeliveriesQueuesAndRequests(t *testing.T) {
 	is := is.New(t)
 	r := testredis.New(t)
-	m := metrics.New(r.Namespace, r.Pool)
+	m := metrics.New()
+	m.Register(worker.QueueCollector(r.Namespace, r.Pool))
 
 	_, err := work.NewEnqueuer(r.Namespace, r.Pool).Enqueue("thumbnail", work.Q{"job_id": "a"})
 	is.NoErr(err)
@@ -50,6 +53,30 @@ func TestMetricsShowJobsStagesDeliveriesQueuesAndRequests(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// Issue 13 item 1: no client-controlled value makes a series. Invented
+// and huge methods, and paths that match no route, all land in fixed labels.
+func TestRequestLabelsComeFromFixedSets(t *testing.T) {
+	is := is.New(t)
+	m := metrics.New()
+	m.Request("GET", "/healthz", 200, time.Millisecond)
+	before := len(scrape(t, m))
+	for i := range 2000 {
+		m.Request(fmt.Sprintf("M%08d", i), "/healthz", 405, time.Millisecond)
+		m.Request("GET", "", 404, time.Millisecond) // no route matched
+	}
+	m.Request(strings.Repeat("X", 100<<10), "/healthz", 405, time.Millisecond)
+	m.Request("GET", "/healthz", 1000, time.Millisecond) // not a status
+	out := scrape(t, m)
+	t.Logf("/metrics: %d bytes before, %d after 4,002 odd requests", before, len(out))
+	is.True(len(out) < before+4096) // a few fixed series more, not one per request
+	is.True(strings.Contains(out, `thumbnailed_http_requests_total{method="other",route="/healthz",status="405"} 2001`))
+	is.True(strings.Contains(out, `thumbnailed_http_requests_total{method="GET",route="unmatched",status="404"} 2000`))
+	is.True(strings.Contains(out, `status="other"`))
+	is.True(!strings.Contains(out, "XXXX"))
+	is.Equal(metrics.Method("PATCH"), "PATCH")
+	is.Equal(metrics.Method("get"), "other") // methods are case-sensitive
 }
 
 func TestANilMetricsIsSafe(t *testing.T) {

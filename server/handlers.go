@@ -84,6 +84,7 @@ func handleCreateThumbnail(logger *slog.Logger, cfg Config, d Deps) echo.Handler
 			return c.JSON(http.StatusOK, view.Job(saved, d.Links))
 		}
 		keepUpload = true
+		d.Metrics.Enqueued(jobs.KindThumbnail)
 		args := []any{"job_id", id, "source", req.Source, "outputs", len(req.Outputs), "email", view.MaskEmail(req.Email),
 			"callback", view.MaskURL(req.CallbackURL)}
 		if in.upload != nil {

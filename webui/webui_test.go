@@ -49,7 +49,7 @@ func testRedis(t *testing.T) (*redis.Pool, string) {
 // startUI runs the UI behind its proxy on a free loopback port, as Run does,
 // and returns its base URL. The UI is stopped, and must stop cleanly, when
 // the test ends.
-func startUI(t *testing.T, password, namespace string, pool *redis.Pool) string {
+func startUI(t *testing.T, password, namespace string, pool *redis.Pool, hosts ...string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,7 +57,7 @@ func startUI(t *testing.T, password, namespace string, pool *redis.Pool) string 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, testLogger(t), password, namespace, pool, ln) }()
+	go func() { done <- serve(ctx, testLogger(t), Config{Password: password, Hosts: hosts}, namespace, pool, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -293,17 +293,47 @@ func TestSameOriginEvidence(t *testing.T) {
 	}
 }
 
-func TestRunRefusesAPublicAddressWithoutPassword(t *testing.T) {
+// (A public address without a password is refused by config.Load, before
+// anything starts: config's TestWebUIOnPublicAddressNeedsPassword.)
+
+// Issue 13 item 9: DNS rebinding. A page of attacker.example whose name
+// resolves to the UI's address is same-origin with itself: its requests
+// carry Host and Origin attacker.example. Only loopback names and the
+// configured hosts are served.
+func TestAForeignHostIsRefused(t *testing.T) {
 	pool, ns := testRedis(t)
-	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.10:5040", "example.com:5040"} {
-		t.Run(addr, func(t *testing.T) {
+	base := startUI(t, testPassword, ns, pool, "jobs.example.com")
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(base, "http://"))
+	for _, tc := range []struct {
+		host   string
+		method string
+		want   int
+	}{
+		{"attacker.example:" + port, http.MethodPost, http.StatusForbidden},
+		{"attacker.example", http.MethodGet, http.StatusForbidden},
+		{"10.0.0.7:" + port, http.MethodGet, http.StatusForbidden},
+		{"localhost:" + port, http.MethodGet, http.StatusOK},
+		{"127.0.0.1:" + port, http.MethodGet, http.StatusOK},
+		{"[::1]:" + port, http.MethodGet, http.StatusOK},
+		{"jobs.example.com", http.MethodGet, http.StatusOK},
+		{"JOBS.example.com:" + port, http.MethodGet, http.StatusOK},
+	} {
+		t.Run(tc.method+" "+tc.host, func(t *testing.T) {
 			is := is.New(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			err := Run(ctx, testLogger(t), Config{Addr: addr}, ns, pool)
-			is.True(err != nil) // refused before listening
-			is.True(strings.Contains(err.Error(), "THUMBNAILED_WEBUI_PASSWORD"))
-			is.True(ctx.Err() == nil) // at once, not after blocking
+			path := "/queues"
+			if tc.method == http.MethodPost {
+				path = "/retry_all_dead_jobs"
+			}
+			req, err := http.NewRequest(tc.method, base+path, nil)
+			is.NoErr(err)
+			req.Host = tc.host
+			req.Header.Set("Origin", "http://"+tc.host)
+			req.SetBasicAuth("ops", testPassword)
+			resp, body := do(t, req)
+			is.Equal(resp.StatusCode, tc.want)
+			if tc.want == http.StatusForbidden {
+				is.True(strings.Contains(body, "THUMBNAILED_WEBUI_HOSTS"))
+			}
 		})
 	}
 }
