@@ -62,19 +62,19 @@ func TestRedisObjectsExpire(t *testing.T) {
 		r := testredis.New(t)
 		s := openRedis(t, r)
 		job := newJob()
-		ttl := 300 * time.Millisecond
+		expires := time.Now().Add(time.Second)
 		if r.Mini != nil {
-			ttl = time.Hour
+			expires = time.Now().Add(time.Hour)
 		}
-		_, err := s.Put(ctxT(t), job, "default.jpg", strings.NewReader("thumb"), time.Now().Add(ttl))
+		_, err := s.Put(ctxT(t), job, "default.jpg", strings.NewReader("thumb"), expires)
 		is.NoErr(err)
 		_, err = s.Get(ctxT(t), job, "default.jpg")
 		is.NoErr(err) // there before it expires
 
 		if r.Mini != nil {
-			r.Mini.FastForward(ttl + time.Second)
+			r.Mini.FastForward(time.Until(expires) + time.Second)
 		} else {
-			time.Sleep(ttl + 100*time.Millisecond)
+			time.Sleep(time.Until(expires) + 50*time.Millisecond) // a real Redis expires to the millisecond
 		}
 		mustBeNotFound(t, s, job, "default.jpg")
 	})

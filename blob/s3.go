@@ -121,23 +121,18 @@ func (s *s3Store) Get(ctx context.Context, job, name string) ([]byte, error) {
 		return nil, err
 	}
 	op := "get " + job + "/" + name
-	obj, err := s.client.GetObject(ctx, s.cfg.Bucket, s.key(job, name), minio.GetObjectOptions{})
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	defer obj.Close()
-	info, err := obj.Stat()
+	// Core's GetObject is one GET that answers the object's size with its body
+	// (Client's would add a HEAD for the size).
+	body, info, _, err := minio.Core{Client: s.client}.GetObject(ctx, s.cfg.Bucket, s.key(job, name), minio.GetObjectOptions{})
 	if err != nil {
 		if isNoSuchKey(err) {
 			return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, job, name)
 		}
 		return nil, s.fail(op, err)
 	}
+	defer body.Close()
 	buf := bytes.NewBuffer(make([]byte, 0, min(max(info.Size, 0), maxPrealloc)+bytes.MinRead))
-	if _, err := buf.ReadFrom(obj); err != nil {
-		if isNoSuchKey(err) { // deleted between Stat and the read
-			return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, job, name)
-		}
+	if _, err := buf.ReadFrom(body); err != nil {
 		return nil, s.fail(op, err)
 	}
 	return buf.Bytes(), nil

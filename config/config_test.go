@@ -50,6 +50,39 @@ func TestDefaults(t *testing.T) {
 	is.Equal(c.Storage.Backend, blob.BackendRedis)
 }
 
+func TestDeliveryDefaults(t *testing.T) {
+	is := is.New(t)
+	c, err := Load(RoleAll, env(nil))
+	is.NoErr(err)
+	is.Equal(c.Notifier.MailFrom, "thumbnailed@localhost")
+	is.Equal(c.Notifier.CallbackTimeout, 15*time.Second)
+	is.Equal(c.Notifier.EmailPerRecipientPerHour, 20)
+	is.Equal(c.Notifier.WebhookSecret, "")
+	is.Equal(c.RateLimit, float64(10))
+	is.Equal(c.RateBurst, 20)
+}
+
+func TestBadDeliverySettingsAreRefusedWithoutEchoingSecrets(t *testing.T) {
+	is := is.New(t)
+	const secret = "whsec_not!base64"
+	_, err := Load(RoleAll, env(map[string]string{
+		"THUMBNAILED_MAIL_FROM":                    "Thumbs <thumbs@example.com>",
+		"THUMBNAILED_WEBHOOK_SECRET":               secret,
+		"THUMBNAILED_CALLBACK_TIMEOUT":             "-5s",
+		"THUMBNAILED_EMAIL_PER_RECIPIENT_PER_HOUR": "-1",
+		"THUMBNAILED_SMTP_URL":                     "smtp://user:hunter2@mail.example.com:99999",
+		"THUMBNAILED_ALLOW_ANONYMOUS_EMAIL":        "true",
+	}))
+	is.True(err != nil)
+	msg := err.Error()
+	for _, name := range []string{"THUMBNAILED_MAIL_FROM", "THUMBNAILED_WEBHOOK_SECRET", "THUMBNAILED_CALLBACK_TIMEOUT",
+		"THUMBNAILED_EMAIL_PER_RECIPIENT_PER_HOUR", "THUMBNAILED_SMTP_URL"} {
+		is.True(strings.Contains(msg, name)) // every bad variable is named
+	}
+	is.True(!strings.Contains(msg, secret))    // the webhook secret is not repeated
+	is.True(!strings.Contains(msg, "hunter2")) // nor the SMTP password
+}
+
 func TestTheSMTPURLIsParsedOnce(t *testing.T) {
 	is := is.New(t)
 	c, err := Load(RoleWorker, env(map[string]string{"THUMBNAILED_REDIS_URL": "redis://127.0.0.1:6379", "THUMBNAILED_LINK_SECRET": "0123456789abcdef",

@@ -190,10 +190,10 @@ func TestComposeRedisIsDurable(t *testing.T) {
 	redis, ok := f.Services["redis"]
 	is.True(ok)
 	cmd := strings.Join(redis.Command, " ")
-	is.True(strings.Contains(cmd, "--appendonly yes"))               // jobs survive a restart
-	is.True(strings.Contains(cmd, "--appendfsync always"))           // every write, so a 202 survives a crash of Redis
+	is.True(strings.Contains(cmd, "--appendonly yes"))              // jobs survive a restart
+	is.True(strings.Contains(cmd, "--appendfsync always"))          // every write, so a 202 survives a crash of Redis
 	is.True(strings.Contains(cmd, "--maxmemory-policy noeviction")) // an evicted key is a lost job
-	is.True(slices.Contains(redis.Volumes, "redis-data:/data")) // on a named volume
+	is.True(slices.Contains(redis.Volumes, "redis-data:/data"))     // on a named volume
 	_, declared := f.Volumes["redis-data"]
 	is.True(declared)
 	is.True(redis.Healthcheck != nil && strings.Contains(strings.Join(redis.Healthcheck.Test, " "), "redis-cli ping"))

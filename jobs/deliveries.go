@@ -30,22 +30,18 @@ var ErrNoDelivery = errors.New("the job has no such delivery")
 // Claim decides whether this run of attempt sends and, when it does, marks
 // the attempt started in the record and takes its lease in the same
 // transaction, so two runs of one attempt never both send. reason says why
-// a run passes. redeliver is the web UI's retry of a delivery job that had
-// failed for good: it starts a new series of attempts, as Redeliver does.
-func (s *Store) Claim(ctx context.Context, id, channel string, attempt int, redeliver bool) (job *Job, result ClaimResult, reason string, err error) {
-	result = Pass
+// a run passes.
+func (s *Store) Claim(ctx context.Context, id, channel string, attempt int) (job *Job, result ClaimResult, reason string, err error) {
 	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
+		// The function runs again when another writer changed the record
+		// meanwhile: decide afresh from the record as it is now.
+		result, reason = Pass, ""
 		d := job.Delivery(channel)
 		switch {
 		case d == nil:
 			reason = "the job has no such delivery"
 		case !job.Status.Ended():
 			reason = "the job has not ended"
-		case redeliver && d.Status != DeliveryPending && d.Attempts == attempt:
-			// The dead job of the last attempt, retried: a new series.
-			d.Status, d.ErrorCode, d.SeriesStart = DeliveryPending, "", attempt+1
-			attempt++
-			result = Send
 		case d.Status != DeliveryPending:
 			reason = "the delivery has ended (" + d.Status + ")"
 		case d.Attempts >= attempt:
@@ -100,12 +96,13 @@ func (s *Store) Record(ctx context.Context, id, channel string, attempt int, o O
 // died mid-way) with the outcome that outcomeFor gives for it. It does
 // nothing when the lease is alive again or the attempt has been recorded.
 func (s *Store) Interrupt(ctx context.Context, id, channel string, outcomeFor func(*Job, Delivery) Outcome) (bool, error) {
-	done := false
+	done, stale := false, false
 	_, err := s.update(ctx, id, func(job *Job, t *tx) error {
+		done, stale = false, false // decided afresh on every try of the transaction
 		d := job.Delivery(channel)
 		if d == nil || d.Status != DeliveryPending || d.NextAttemptAt != nil || d.Attempts == 0 {
-			t.dropLease(channel, id)
-			return nil
+			stale = true // nothing is running: only the lease is left over
+			return errSkip
 		}
 		alive, err := s.leaseAlive(ctx, t.conn, channel, id, t.now)
 		if err != nil {
@@ -118,6 +115,9 @@ func (s *Store) Interrupt(ctx context.Context, id, channel string, outcomeFor fu
 		s.apply(job, d, t, outcomeFor(job, *d))
 		return nil
 	})
+	if err == nil && stale {
+		err = s.dropExpiredLease(ctx, channel, id)
+	}
 	return done, err
 }
 
@@ -147,10 +147,10 @@ func (s *Store) Redeliver(ctx context.Context, id, channel string) (*Job, error)
 	return s.update(ctx, id, func(job *Job, t *tx) error {
 		d := job.Delivery(channel)
 		switch {
-		case d == nil || !job.Status.Ended():
+		case d == nil:
 			return ErrNoDelivery
-		case d.Status == DeliveryPending:
-			return ErrDeliveryPending
+		case !job.Status.Ended() || d.Status == DeliveryPending:
+			return ErrDeliveryPending // the delivery has not ended: nothing to send again yet
 		}
 		d.Status, d.ErrorCode, d.NextAttemptAt = DeliveryPending, "", nil
 		d.SeriesStart = d.Attempts + 1

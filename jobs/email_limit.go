@@ -50,7 +50,7 @@ func (s *Store) AllowEmail(ctx context.Context, recipient, jobID string, limit i
 	if err != nil {
 		return false, 0, err
 	}
-	defer conn.Close()
+	defer release(conn)
 	reply, err := redis.Int64s(allowEmailScript.DoContext(ctx, conn,
 		s.emailCountKey(recipient, now), jobID, limit, int64(emailCountTTL/time.Second)))
 	if err != nil {

@@ -90,6 +90,11 @@ const (
 	EventBlob  = "callback.json" // the callback's body, frozen when first sent
 )
 
+// BlobMargin is how much longer than its job's record a blob may live: a
+// blob store with native expiry is told the record's expiry plus this, as
+// an upper bound. The sweeper deletes a job's blobs when its record goes.
+const BlobMargin = time.Hour
+
 // BlobName is the blob name of an output: its name and its format's extension.
 func BlobName(output, format string) string {
 	return output + map[string]string{"jpeg": ".jpg", "png": ".png", "webp": ".webp"}[format]
@@ -205,7 +210,8 @@ type Job struct {
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// ExpiresAt is when the record and its images go: the result TTL after
-	// the job ended (or after it was created, while it runs).
+	// the job ended. Until then the job keeps its promise to run however
+	// long it waits, within MaxWait.
 	ExpiresAt time.Time `json:"expires_at"`
 
 	Request Request `json:"request"`
@@ -262,6 +268,11 @@ type Owner struct {
 	Client  string // the listing scope
 }
 
+// MaxWait bounds how long the record of a job that has not ended is kept:
+// an accepted job runs whenever a worker gets to it (a queue stopped for a
+// weekend included), and a record that could never end still goes.
+const MaxWait = 7 * 24 * time.Hour
+
 // New is the record of a job just accepted: queued, with a delivery for
 // every channel the request names. It is the one place a record is built.
 func New(id string, owner Owner, req Request, now time.Time, ttl time.Duration) *Job {
@@ -272,7 +283,7 @@ func New(id string, owner Owner, req Request, now time.Time, ttl time.Duration) 
 		Client:    owner.Client,
 		Status:    StatusQueued,
 		CreatedAt: now.UTC(),
-		ExpiresAt: now.UTC().Add(ttl),
+		ExpiresAt: now.UTC().Add(MaxWait + ttl),
 		Request:   req,
 	}
 	for _, ch := range Channels {

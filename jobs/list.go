@@ -25,6 +25,7 @@ const maxListScan = 1000
 // cursor of the next page ("" on the last one). Jobs that expired or were
 // erased are left out (and out of the index).
 func (s *Store) List(ctx context.Context, client string, status Status, limit int, cursor string) ([]*Job, string, error) {
+	limit = max(limit, 1) // a page of none would have no last job to go on from
 	maxScore, afterID := "+inf", ""
 	if cursor != "" {
 		score, id, err := decodeCursor(cursor)
@@ -37,7 +38,7 @@ func (s *Store) List(ctx context.Context, client string, status Status, limit in
 	if err != nil {
 		return nil, "", err
 	}
-	defer conn.Close()
+	defer release(conn)
 	key := s.clientKey(client)
 	var out []*Job
 	var gone []any

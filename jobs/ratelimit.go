@@ -61,7 +61,7 @@ func (l *RateLimiter) Allow(identifier string) (bool, error) {
 	if err != nil {
 		return false, unavailable("rate limiter", err)
 	}
-	defer conn.Close()
+	defer release(conn)
 	// The identifier may be an IP or a key digest; hash it so keys stay short and uniform.
 	sum := sha256.Sum256([]byte(identifier))
 	key := l.ns + ":ratelimit:" + hex.EncodeToString(sum[:12])

@@ -98,6 +98,7 @@ func (s *Store) finish(job *Job, t *tx, status Status) {
 // already ended (a duplicate run).
 func (s *Store) Succeed(ctx context.Context, id string, result Result) (job *Job, ended bool, err error) {
 	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
+		ended = false // decided afresh on every try of the transaction
 		if job.Status.Ended() {
 			return errSkip
 		}
@@ -114,6 +115,7 @@ func (s *Store) Succeed(ctx context.Context, id string, result Result) (job *Job
 // ended=false when the job had already ended.
 func (s *Store) Fail(ctx context.Context, id string, code, message string) (job *Job, ended bool, err error) {
 	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
+		ended = false // decided afresh on every try of the transaction
 		if job.Status.Ended() {
 			return errSkip
 		}
@@ -144,11 +146,12 @@ func (s *Store) Retry(ctx context.Context, id string, delay time.Duration) (*Job
 // worker died: the death counts as a crash and the job is queued again in
 // the same transaction. It reports whether this caller made the rescue.
 func (s *Store) Rescue(ctx context.Context, id string) (bool, error) {
-	rescued := false
+	rescued, stale := false, false
 	_, err := s.update(ctx, id, func(job *Job, t *tx) error {
+		rescued, stale = false, false // decided afresh on every try of the transaction
 		if job.Status != StatusProcessing {
-			t.dropLease(KindThumbnail, id)
-			return nil
+			stale = true // nothing is running: only the lease is left over
+			return errSkip
 		}
 		alive, err := s.leaseAlive(ctx, t.conn, KindThumbnail, id, t.now)
 		if err != nil {
@@ -164,5 +167,8 @@ func (s *Store) Rescue(ctx context.Context, id string) (bool, error) {
 		t.push(Work{Kind: KindThumbnail, JobID: id})
 		return nil
 	})
+	if err == nil && stale {
+		err = s.dropExpiredLease(ctx, KindThumbnail, id)
+	}
 	return rescued, err
 }

@@ -110,6 +110,21 @@ func (s *Store) conn(ctx context.Context) (redis.Conn, error) {
 	return c, nil
 }
 
+// release returns a connection to the pool. One whose last command timed
+// out may still hold an unfinished MULTI, and closing it would write
+// DISCARD while redigo (v1.9.3) may still be writing the timed-out command
+// from a goroutine of its own; such a connection is broken and will not be
+// reused, so DISCARD is given an expired deadline: it clears the pool's
+// record of the MULTI without any I/O.
+func release(conn redis.Conn) {
+	if conn.Err() != nil {
+		expired, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
+		_, _ = redis.DoContext(conn, expired, "DISCARD")
+		cancel()
+	}
+	conn.Close()
+}
+
 // unavailable wraps an error that means Redis cannot answer now in
 // ErrUnavailable, and any error with what was being done.
 func unavailable(what string, err error) error {
@@ -151,7 +166,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer release(conn)
 	_, err = redis.DoContext(conn, ctx, "PING")
 	return unavailable("ping", err)
 }
@@ -162,7 +177,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer release(conn)
 	return s.get(ctx, conn, id)
 }
 
@@ -235,7 +250,7 @@ func (s *Store) update(ctx context.Context, id string, fn change) (*Job, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer release(conn)
 	for range 50 {
 		if _, err := redis.DoContext(conn, ctx, "WATCH", s.recordKey(id)); err != nil {
 			return nil, unavailable("watch job "+id, err)
@@ -320,7 +335,7 @@ func (s *Store) Lead(ctx context.Context, name, holder string, ttl time.Duration
 	if err != nil {
 		return false, err
 	}
-	defer conn.Close()
+	defer release(conn)
 	ok, err := redis.Bool(lead.DoContext(ctx, conn, s.ns+":lead:"+name, holder, ttl.Milliseconds()))
 	if err != nil {
 		return false, unavailable("lead "+name, err)

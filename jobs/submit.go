@@ -35,13 +35,25 @@ func (s *Store) Submit(ctx context.Context, job *Job, idem *Idempotency) (*Job, 
 	if err != nil {
 		return nil, false, err
 	}
-	defer conn.Close()
+	defer release(conn)
 	for range 50 {
 		if idem != nil {
 			first, err := s.claimed(ctx, conn, idem)
 			if err != nil || first != nil {
 				return first, false, err
 			}
+		}
+		// The id must be new. Its record is WATCHed, so a record made
+		// meanwhile aborts the transaction; one that exists already stops the
+		// submit before anything is written (SET NX alone would refuse the
+		// record but still run the queue push, the index and the key).
+		taken, err := s.taken(ctx, conn, job.ID)
+		if err != nil || taken {
+			_, _ = conn.Do("UNWATCH")
+			if err == nil {
+				err = fmt.Errorf("create job %s: the id is already taken", job.ID)
+			}
+			return nil, false, err
 		}
 		t := &tx{s: s, conn: conn, now: s.clock()}
 		t.push(Work{Kind: KindThumbnail, JobID: job.ID})
@@ -67,6 +79,18 @@ func (s *Store) Submit(ctx context.Context, job *Job, idem *Idempotency) (*Job, 
 		return job, true, nil
 	}
 	return nil, false, fmt.Errorf("submit job %s: too much contention on its Idempotency-Key", job.ID)
+}
+
+// taken WATCHes id's record and reports whether it exists.
+func (s *Store) taken(ctx context.Context, conn redis.Conn, id string) (bool, error) {
+	if _, err := redis.DoContext(conn, ctx, "WATCH", s.recordKey(id)); err != nil {
+		return false, unavailable("watch job "+id, err)
+	}
+	n, err := redis.Int(redis.DoContext(conn, ctx, "EXISTS", s.recordKey(id)))
+	if err != nil {
+		return false, unavailable("job "+id, err)
+	}
+	return n == 1, nil
 }
 
 // claimed WATCHes the key and returns the job it names, or nil when it is
@@ -109,7 +133,7 @@ func (s *Store) Reserve(ctx context.Context, id string, until time.Time) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer release(conn)
 	_, err = redis.DoContext(conn, ctx, "ZADD", s.expiryKey(), "NX", until.UnixMilli(), id)
 	return unavailable("reserve "+id, err)
 }

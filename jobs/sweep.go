@@ -32,7 +32,7 @@ func (s *Store) Renew(ctx context.Context, leases []Lease) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer release(conn)
 	_, err = redis.DoContext(conn, ctx, "ZADD", args...)
 	return unavailable("renew leases", err)
 }
@@ -43,7 +43,7 @@ func (s *Store) ExpiredLeases(ctx context.Context, limit int) ([]Lease, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer release(conn)
 	members, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGEBYSCORE", s.leasesKey(), "-inf", s.clock().UnixMilli(), "LIMIT", 0, limit))
 	if err != nil {
 		return nil, unavailable("expired leases", err)
@@ -56,13 +56,32 @@ func (s *Store) ExpiredLeases(ctx context.Context, limit int) ([]Lease, error) {
 	return out, nil
 }
 
+// dropExpiredLease forgets a lease left over by work that is no longer
+// running, if it has not been taken again meanwhile (a lease taken again
+// runs out later than now), without touching the record.
+func (s *Store) dropExpiredLease(ctx context.Context, kind, id string) error {
+	conn, err := s.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer release(conn)
+	_, err = dropExpired.DoContext(ctx, conn, s.leasesKey(), leaseMember(kind, id), s.clock().UnixMilli())
+	return unavailable("drop lease", err)
+}
+
+var dropExpired = redis.NewScript(1, `
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if expiry and tonumber(expiry) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`)
+
 // DropLease forgets a lease whose job is gone.
 func (s *Store) DropLease(ctx context.Context, l Lease) error {
 	conn, err := s.conn(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer release(conn)
 	_, err = redis.DoContext(conn, ctx, "ZREM", s.leasesKey(), leaseMember(l.Kind, l.JobID))
 	return unavailable("drop lease", err)
 }
@@ -87,7 +106,7 @@ func (s *Store) MoveDue(ctx context.Context) (moved int, next time.Time, err err
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	defer conn.Close()
+	defer release(conn)
 	moved, err = redis.Int(moveDue.DoContext(ctx, conn, s.dueKey(), s.wakeChannel(), s.clock().UnixMilli(), 500))
 	if err != nil {
 		return 0, time.Time{}, unavailable("move due work", err)
@@ -105,16 +124,36 @@ func (s *Store) MoveDue(ctx context.Context) (moved int, next time.Time, err err
 
 // Expired lists up to limit jobs whose images must be gone by now: their
 // record expired, they were erased, or an upload was stored for a submit
-// that never happened.
+// that never happened. A job whose record still exists is never listed,
+// even when its mark says it is due (this process's clock runs ahead of
+// Redis's, which expires the record): its mark moves to the record's own
+// expiry, so its images stay as long as the record that shows them.
 func (s *Store) Expired(ctx context.Context, limit int) ([]string, error) {
 	conn, err := s.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	ids, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGEBYSCORE", s.expiryKey(), "-inf", s.clock().UnixMilli(), "LIMIT", 0, limit))
+	defer release(conn)
+	ids, err := redis.Strings(expired.DoContext(ctx, conn, s.expiryKey(), s.clock().UnixMilli(), limit, s.recordKey("")))
 	return ids, unavailable("expired jobs", err)
 }
+
+// expired lists the marks of KEYS[1] due at ARGV[1] (up to ARGV[2]) whose
+// record (ARGV[3] .. id) is gone, and moves the others to the end of their
+// record's remaining lifetime.
+var expired = redis.NewScript(1, `
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(due) do
+  local ttl = redis.call('PTTL', ARGV[3] .. id)
+  if ttl == -2 then
+    table.insert(out, id)
+  elseif ttl >= 0 then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + ttl + 1, id)
+  end
+end
+return out
+`)
 
 // Collected says the images of an expired job are gone. A job whose record
 // still exists (its expiry moved on meanwhile) keeps its mark.
@@ -123,7 +162,7 @@ func (s *Store) Collected(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer release(conn)
 	_, err = collected.DoContext(ctx, conn, s.expiryKey(), s.recordKey(id), id, s.clock().UnixMilli())
 	return unavailable("collected "+id, err)
 }
@@ -147,7 +186,7 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer release(conn)
 	_ = conn.Send("MULTI")
 	_ = conn.Send("DEL", s.recordKey(id))
 	_ = conn.Send("ZADD", s.expiryKey(), s.clock().UnixMilli(), id)
@@ -175,7 +214,7 @@ func (s *Store) Subscribe(ctx context.Context, dial func(context.Context) (redis
 	if err != nil {
 		return unavailable("subscribe", err)
 	}
-	defer conn.Close()
+	defer release(conn)
 	psc := redis.PubSubConn{Conn: conn}
 	if err := psc.Subscribe(channel); err != nil {
 		return unavailable("subscribe", err)
@@ -183,7 +222,9 @@ func (s *Store) Subscribe(ctx context.Context, dial func(context.Context) (redis
 	// A connection that silently died would never deliver again: ping it,
 	// and take its silence as the end.
 	const every = 15 * time.Second
-	stop := context.AfterFunc(ctx, func() { _ = psc.Unsubscribe() })
+	// When ctx ends the connection closes, which ends the read at once: a
+	// stalled Redis would never answer an UNSUBSCRIBE.
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	pinged := false
 	for {

@@ -20,6 +20,8 @@ type Metrics struct {
 	finished    *prometheus.CounterVec
 	stage       *prometheus.HistogramVec
 	deliveries  *prometheus.CounterVec
+	outputs     prometheus.Histogram
+	encode      *prometheus.HistogramVec
 	httpReqs    *prometheus.CounterVec
 	httpLatency *prometheus.HistogramVec
 }
@@ -42,6 +44,15 @@ func New() *Metrics {
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "thumbnailed_delivery_attempts_total", Help: "Delivery attempts by channel (email, callback) and outcome (delivered, retry, failed).",
 		}, []string{"channel", "outcome"}),
+		outputs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "thumbnailed_job_outputs", Help: "Outputs made per succeeded job.",
+			Buckets: []float64{1, 2, 3, 4, 5, 6, 7, 8},
+		}),
+		encode: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "thumbnailed_output_encode_duration_seconds",
+			Help:    "Time spent encoding one output, by format.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"format"}),
 		httpReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "thumbnailed_http_requests_total", Help: "HTTP requests by method, route and status.",
 		}, []string{"method", "route", "status"}),
@@ -50,7 +61,7 @@ func New() *Metrics {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
 	}
-	m.registry.MustRegister(m.enqueued, m.finished, m.stage, m.deliveries, m.httpReqs, m.httpLatency,
+	m.registry.MustRegister(m.enqueued, m.finished, m.stage, m.outputs, m.encode, m.deliveries, m.httpReqs, m.httpLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -89,6 +100,21 @@ func (m *Metrics) Finished(jobType, outcome, code string) {
 func (m *Metrics) Stage(stage string, d time.Duration) {
 	if m != nil && d > 0 {
 		m.stage.WithLabelValues(stage).Observe(d.Seconds())
+	}
+}
+
+// Outputs records how many outputs a succeeded job made.
+func (m *Metrics) Outputs(n int) {
+	if m != nil {
+		m.outputs.Observe(float64(n))
+	}
+}
+
+// Encode records the time one output took to encode; format is one the
+// service writes (jpeg, png, webp).
+func (m *Metrics) Encode(format string, d time.Duration) {
+	if m != nil && d > 0 {
+		m.encode.WithLabelValues(format).Observe(d.Seconds())
 	}
 }
 
@@ -132,4 +158,3 @@ func statusClass(status int) string {
 	}
 	return strconv.Itoa(status)
 }
-

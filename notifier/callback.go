@@ -106,7 +106,7 @@ func (n *Notifier) eventBody(ctx context.Context, log *slog.Logger, job *jobs.Jo
 	if err != nil {
 		return nil, failed(codes.Internal, "could not encode the callback: %s", err), false
 	}
-	if _, err := n.blobs.Put(ctx, job.ID, jobs.EventBlob, bytes.NewReader(body), job.ExpiresAt); err != nil {
+	if _, err := n.blobs.Put(ctx, job.ID, jobs.EventBlob, bytes.NewReader(body), job.ExpiresAt.Add(jobs.BlobMargin)); err != nil {
 		return nil, retryable("could not store the callback's body: %s", err), false
 	}
 	log.Debug("callback body frozen", "bytes", len(body), "inline_images", len(inline))

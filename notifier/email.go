@@ -96,8 +96,15 @@ func scrub(s, addr string) string {
 }
 
 // maxEmailBytes keeps a message under what mail systems commonly take
-// (10 MB), counting base64's growth.
+// (10 MB), counting base64's growth and its line breaks.
 const maxEmailBytes = 10_000_000
+
+// encodedSize is how many bytes n bytes take in a MIME part: base64, in
+// lines of 76 characters each ended by CRLF (what go-mail writes).
+func encodedSize(n int) int {
+	b64 := (n + 2) / 3 * 4
+	return b64 + (b64+75)/76*2
+}
 
 // buildEmail writes the message: text and HTML from templates; on success
 // the first output inline (cid) as the one part a reader also saves, the
@@ -121,7 +128,7 @@ func (n *Notifier) buildEmail(ctx context.Context, log *slog.Logger, job *jobs.J
 		for i, o := range job.Result.Outputs {
 			out := templates.Output{Name: o.Name, Width: o.Width, Height: o.Height, Format: o.Format, ContentType: o.ContentType,
 				Bytes: o.Bytes, URL: n.links.Output(job.ID, o.Name, job.ExpiresAt)}
-			if encoded := (o.Bytes + 2) / 3 * 4; size+encoded <= maxEmailBytes-200_000 {
+			if encoded := encodedSize(o.Bytes); size+encoded <= maxEmailBytes-200_000 {
 				b, err := n.blobs.Get(ctx, job.ID, o.Blob())
 				switch {
 				case errors.Is(err, blob.ErrNotFound):

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/thumbnailed/thumbnailed/codes"
 	"github.com/thumbnailed/thumbnailed/jobs"
@@ -56,7 +57,7 @@ const DefaultSMTPTimeout = 30 * time.Second
 
 // Store is the part of the job store deliveries use.
 type Store interface {
-	Claim(ctx context.Context, id, channel string, attempt int, redeliver bool) (*jobs.Job, jobs.ClaimResult, string, error)
+	Claim(ctx context.Context, id, channel string, attempt int) (*jobs.Job, jobs.ClaimResult, string, error)
 	Record(ctx context.Context, id, channel string, attempt int, o jobs.Outcome) (*jobs.Job, error)
 	Interrupt(ctx context.Context, id, channel string, outcomeFor func(*jobs.Job, jobs.Delivery) jobs.Outcome) (bool, error)
 	AllowEmail(ctx context.Context, recipient, jobID string, limit int, now time.Time) (bool, int, error)
@@ -181,7 +182,7 @@ func (n *Notifier) Deliver(ctx context.Context, name, id string, attempt int) er
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	job, claim, reason, err := n.store.Claim(cctx, id, name, attempt, false)
+	job, claim, reason, err := n.store.Claim(cctx, id, name, attempt)
 	cancel()
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
@@ -218,7 +219,9 @@ func (n *Notifier) Deliver(ctx context.Context, name, id string, attempt int) er
 
 // Interrupted records the attempt of job id's delivery on channel whose
 // lease ran out: its run died mid-way, so the attempt counts as failed (it
-// may or may not have arrived) and the next one is scheduled.
+// may or may not have arrived) and the next one is scheduled. Like Deliver,
+// it returns an error wrapping jobs.ErrDeliveryFailed when that was the
+// last attempt.
 func (n *Notifier) Interrupted(ctx context.Context, name, id string) error {
 	ch, ok := n.channel(name)
 	if !ok {
@@ -239,8 +242,7 @@ func (n *Notifier) Interrupted(ctx context.Context, name, id string) error {
 	}
 	log := n.log.With("job_id", id, "channel", name)
 	log.Warn("an attempt's run stopped before it finished; counted as failed")
-	_ = n.report(log, ch, id, o)
-	return nil
+	return n.report(log, ch, id, o)
 }
 
 // outcome decides what follows a send: delivered, failed for good, or the
@@ -306,26 +308,36 @@ func (n *Notifier) secretsFor(job *jobs.Job) []string {
 
 // cleanResponse keeps the first bytes of a receiver's answer that a client
 // may see: printable text, with anything that looks like a secret left out.
+// The whole answer is cleaned before it is cut, so a secret that crosses
+// the cut is left out whole rather than kept as a piece too short to look
+// like one.
 func cleanResponse(b []byte) string {
 	const keep = 256
-	if len(b) > keep {
-		b = b[:keep]
-	}
 	s := strings.ToValidUTF8(string(b), "")
 	s = strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' || r >= 0x20 && r != 0x7f {
+		if r == '\n' || r == '\t' || r >= 0x20 && r != 0x7f && (r < 0x80 || r > 0x9f) {
 			return r
 		}
 		return ' '
 	}, s)
 	s = secretAssignment.ReplaceAllString(s, "${1}[redacted]")
-	return secretToken.ReplaceAllString(s, "[redacted]")
+	s = secretToken.ReplaceAllString(s, "[redacted]")
+	if len(s) > keep {
+		cut := keep
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
 }
 
 // secretAssignment is a credential by its name: token=…, "api_key": "…",
-// Authorization: Bearer …; secretToken is anything long and random-looking
-// enough to be a key on its own (32+ characters of a token alphabet).
+// Authorization: Bearer … (or Basic …), a bare "Bearer …"; secretToken is
+// a webhook secret (whsec_…, whatever its length) or anything long and
+// random-looking enough to be a key on its own (32+ characters of a token
+// alphabet).
 var (
-	secretAssignment = regexp.MustCompile(`(?i)((?:(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key|auth(?:orization)?|signature|session|cookie|credential)s?["']?\s*[:=]\s*["']?(?:bearer\s+)?)|(?:bearer\s+))[^\s"'&,;}]+`)
-	secretToken      = regexp.MustCompile(`(?:whsec_)?[A-Za-z0-9+/_=-]{32,}`)
+	secretAssignment = regexp.MustCompile(`(?i)((?:(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key|auth(?:orization)?|signature|session|cookie|credential)s?["']?\s*[:=]\s*["']?(?:(?:bearer|basic|digest)\s+)?)|(?:bearer\s+))[^\s"'&,;}]+`)
+	secretToken      = regexp.MustCompile(`whsec_[A-Za-z0-9+/=_-]*|[A-Za-z0-9+/_=-]{32,}`)
 )

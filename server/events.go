@@ -197,7 +197,10 @@ func (s *stream) send(job *jobs.Job) error {
 	if err := s.event(job.Version*8, "status", view.Job(job, s.links)); err != nil {
 		return err
 	}
-	if s.deliveries == nil {
+	// On connect the status event alone: it holds every delivery as it
+	// stands; delivery events follow the attempts made after it.
+	first := s.deliveries == nil
+	if first {
 		s.deliveries = map[string]string{}
 	}
 	for i, d := range job.Deliveries {
@@ -206,8 +209,8 @@ func (s *stream) send(job *jobs.Job) error {
 			continue
 		}
 		s.deliveries[d.Channel] = seen
-		if d.Attempts == 0 && d.Status == jobs.DeliveryPending {
-			continue // nothing attempted yet: the status event says it
+		if first || d.Attempts == 0 && d.Status == jobs.DeliveryPending {
+			continue // nothing attempted since: the status event says it
 		}
 		if err := s.event(job.Version*8+1+i, "delivery", view.Delivery(job, d)); err != nil {
 			return err

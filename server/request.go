@@ -123,9 +123,35 @@ func decodeJSON(body io.Reader) (*createRequest, error) {
 	}
 	var req createRequest
 	if err := strictJSON(data, &req); err != nil {
-		return nil, err
+		return nil, indexOutput(data, err)
 	}
 	return &req, nil
+}
+
+// indexOutput names the output a field error is about: encoding/json says
+// "outputs.width" of whichever output (and only "colour" of an unknown
+// field in one), the client reads "outputs[1].width".
+func indexOutput(data []byte, err error) error {
+	p, ok := err.(*Problem)
+	if !ok || len(p.Errors) != 1 {
+		return err
+	}
+	field := strings.TrimPrefix(p.Errors[0].Field, "outputs.")
+	var raw struct {
+		Outputs []json.RawMessage `json:"outputs"`
+	}
+	if json.Unmarshal(data, &raw) != nil {
+		return err
+	}
+	for i, o := range raw.Outputs {
+		var out outputRequest
+		if oerr := strictJSON(o, &out); oerr != nil {
+			if op, ok := oerr.(*Problem); ok && len(op.Errors) == 1 && op.Errors[0].Field == field {
+				return invalid(map[string]string{fmt.Sprintf("outputs[%d].%s", i, field): op.Errors[0].Message})
+			}
+		}
+	}
+	return err
 }
 
 // strictJSON decodes one JSON value into v, refusing unknown fields, and
@@ -147,7 +173,7 @@ func jsonProblem(err error, prefix string) *Problem {
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return invalid(map[string]string{fieldPath(prefix, typeErr.Field): "must be " + jsonTypeName(typeErr.Type.String())})
+		return invalid(map[string]string{fieldPath(prefix, clientField(typeErr.Field)): "must be " + jsonTypeName(typeErr.Type.String())})
 	case errors.As(err, &syntaxErr):
 		return problem(codes.MalformedBody, fmt.Sprintf("the body is not valid JSON (at byte %d)", syntaxErr.Offset))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -168,6 +194,20 @@ func fieldPath(prefix, field string) string {
 		return field
 	}
 	return prefix + "." + field
+}
+
+// clientField is a field path as the client wrote it: json names a field
+// of an embedded struct with the struct's Go name ("options.width"), which
+// the client never wrote.
+func clientField(field string) string {
+	parts := strings.Split(field, ".")
+	kept := parts[:0]
+	for _, p := range parts {
+		if p != "options" {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ".")
 }
 
 func jsonTypeName(goType string) string {

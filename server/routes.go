@@ -7,23 +7,34 @@ import (
 )
 
 // addRoutes maps the whole API.
-func addRoutes(e *echo.Echo, logger *slog.Logger, cfg Config, d Deps) {
+//
+// Every /v1 route carries its own middleware rather than a group's: Echo
+// gives a group with middleware a catch-all 404 route, which would answer a
+// known path with a wrong method 404 instead of 405 with Allow.
+func addRoutes(e *echo.Echo, logger *slog.Logger, cfg Config, d Deps, uploads *budget) {
 	addOpsRoutes(e, d)
 	e.GET("/openapi.yaml", handleOpenAPI())
+	if d.Page != nil { // the try-it page
+		e.GET("/", echo.WrapHandler(d.Page))
+		e.HEAD("/", echo.WrapHandler(d.Page))
+		e.GET("/assets/*", echo.WrapHandler(d.Page))
+		e.HEAD("/assets/*", echo.WrapHandler(d.Page))
+	}
 
-	// A signed link opens an image without a key; its check is in the handler.
-	e.GET("/v1/thumbnails/:id/outputs/:name", handleOutput(d), linkOrKey(d.Keys, d.Links), rateLimit(d.Limiter))
-	e.HEAD("/v1/thumbnails/:id/outputs/:name", handleOutput(d), linkOrKey(d.Keys, d.Links), rateLimit(d.Limiter))
+	// A signed link opens an image without a key; its check is in linkOrKey.
+	link := []echo.MiddlewareFunc{linkOrKey(d.Keys, d.Links), rateLimit(d.Limiter)}
+	e.GET("/v1/thumbnails/:id/outputs/:name", handleOutput(d), link...)
+	e.HEAD("/v1/thumbnails/:id/outputs/:name", handleOutput(d), link...)
 
-	v1 := e.Group("/v1", requireAPIKey(d.Keys), rateLimit(d.Limiter))
-	v1.POST("/thumbnails", handleCreateThumbnail(logger, cfg, d))
-	v1.GET("/thumbnails", handleListThumbnails(d))
-	v1.GET("/thumbnails/:id", handleGetThumbnail(d))
-	v1.DELETE("/thumbnails/:id", handleDeleteThumbnail(logger, d))
-	v1.GET("/thumbnails/:id/image", handleImage(d))
-	v1.HEAD("/thumbnails/:id/image", handleImage(d))
-	v1.GET("/thumbnails/:id/events", handleEvents(d))
-	v1.POST("/thumbnails/:id/deliveries/:channel/redeliver", handleRedeliver(d))
+	key := []echo.MiddlewareFunc{requireAPIKey(d.Keys), rateLimit(d.Limiter)}
+	e.POST("/v1/thumbnails", handleCreateThumbnail(logger, cfg, d, uploads), key...)
+	e.GET("/v1/thumbnails", handleListThumbnails(d), key...)
+	e.GET("/v1/thumbnails/:id", handleGetThumbnail(d), key...)
+	e.DELETE("/v1/thumbnails/:id", handleDeleteThumbnail(logger, d), key...)
+	e.GET("/v1/thumbnails/:id/image", handleImage(d), key...)
+	e.HEAD("/v1/thumbnails/:id/image", handleImage(d), key...)
+	e.GET("/v1/thumbnails/:id/events", handleEvents(d), key...)
+	e.POST("/v1/thumbnails/:id/deliveries/:channel/redeliver", handleRedeliver(d), key...)
 }
 
 // addOpsRoutes maps what every role serves.

@@ -70,16 +70,24 @@ type Deps struct {
 	Limiter RateLimiter // nil: no rate limit
 	Keys    Keys
 	Links   view.Links
-	Events  *Events // nil: no event streams (the ops-only handler)
+	Events  *Events      // nil: no event streams (the ops-only handler)
+	Page    http.Handler // the try-it page at / and its /assets/ (web.Handler); nil: none
 	Engine  thumbnail.Engine
 	Metrics *metrics.Metrics
 }
 
 // New returns the API's handler: every route of routes.go.
 func New(logger *slog.Logger, cfg Config, d Deps) http.Handler {
-	e := newEcho(logger, cfg, d.Metrics)
-	addRoutes(e, logger, cfg, d)
+	e, _ := newAPI(logger, cfg, d)
 	return e
+}
+
+// newAPI is New, with the budget of uploads in flight (for tests).
+func newAPI(logger *slog.Logger, cfg Config, d Deps) (*echo.Echo, *budget) {
+	e := newEcho(logger, cfg, d.Metrics)
+	uploads := &budget{max: cfg.MaxInflightUploadBytes}
+	addRoutes(e, logger, cfg, d, uploads)
+	return e, uploads
 }
 
 // NewOps returns the handler of a worker process: health, readiness and metrics only.

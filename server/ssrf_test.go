@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,9 +8,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/internal/testapi"
 )
 
 // The outbound address rule at submit (DESIGN.md, "Outbound address rule"):
@@ -130,41 +131,27 @@ func withPort(raw, port string) string {
 	return fmt.Sprintf(raw, port)
 }
 
-// noJobs checks that the API stored and queued nothing.
+// noJobs checks that the API stored and queued nothing: no record, no
+// queue entry, and no upload left (one stored before its request was found
+// invalid is deleted beside the answer).
 func noJobs(t *testing.T, api *testAPI) {
 	t.Helper()
-	conn := api.store.Pool().Get()
-	defer conn.Close()
-	ns := api.store.Namespace()
-	records, err := redis.Strings(conn.Do("KEYS", ns+":record:*"))
-	if err != nil {
-		t.Fatal(err)
+	records, queued := api.redisKeys(t, "record:*"), api.queued(t)
+	if len(records) != 0 || len(queued) != 0 {
+		t.Fatalf("a refused request left %d job records and %d queued jobs", len(records), len(queued))
 	}
-	queued, err := redis.Int(conn.Do("LLEN", ns+":jobs:thumbnail"))
-	if err != nil {
-		t.Fatal(err)
+	if !testapi.Eventually(5*time.Second, func() bool { return len(api.redisKeys(t, "blob:*")) == 0 }) {
+		t.Fatalf("a refused request left stored uploads: %v", api.redisKeys(t, "blob:*"))
 	}
-	if len(records) != 0 || queued != 0 {
-		t.Fatalf("a refused request left %d job records and %d queued jobs", len(records), queued)
-	}
-}
-
-func problemOf(t *testing.T, rec *httptest.ResponseRecorder) Problem {
-	t.Helper()
-	var p Problem
-	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
-		t.Fatalf("decode problem %q: %v", rec.Body.String(), err)
-	}
-	return p
 }
 
 // onlyField checks a 422 that names field, and field alone.
-func onlyField(t *testing.T, rec *httptest.ResponseRecorder, field string) {
+func onlyField(t *testing.T, r testapi.Response, field string) {
 	t.Helper()
 	is := is.NewRelaxed(t)
-	is.Equal(rec.Code, http.StatusUnprocessableEntity)
-	is.Equal(rec.Header().Get("Content-Type"), "application/problem+json")
-	p := problemOf(t, rec)
+	is.Equal(r.Status, http.StatusUnprocessableEntity)
+	is.Equal(r.Header.Get("Content-Type"), "application/problem+json")
+	p := r.Problem(t)
 	is.Equal(p.Code, "validation_failed")
 	if len(p.Errors) != 1 || p.Errors[0].Field != field || p.Errors[0].Message == "" {
 		t.Errorf("want one error naming %s, got %+v", field, p.Errors)
@@ -187,24 +174,13 @@ func TestSSRFForbiddenSourceAndCallbackURLsAreRefusedAtSubmit(t *testing.T) {
 			t.Run(aim+"/"+target, func(t *testing.T) {
 				n++
 				// As the source, in JSON.
-				body, _ := json.Marshal(map[string]any{"url": target, "width": 64})
-				rec := api.do(http.MethodPost, "/v1/thumbnails", strings.NewReader(string(body)), map[string]string{"Content-Type": "application/json"})
-				onlyField(t, rec, "url")
-
+				onlyField(t, api.Submit(t, map[string]any{"url": target, "width": 64}, nil), "url")
 				// As the source, in a form.
-				form, ct := multipartBody(nil, map[string]string{"url": target, "width": "64"})
-				rec = api.do(http.MethodPost, "/v1/thumbnails", form, map[string]string{"Content-Type": ct})
-				onlyField(t, rec, "url")
-
+				onlyField(t, api.Upload(t, nil, map[string]string{"url": target, "width": "64"}, nil), "url")
 				// As the callback of a good URL source, in JSON.
-				body, _ = json.Marshal(map[string]any{"url": "https://images.example.com/cat.jpg", "width": 64, "callback_url": target})
-				rec = api.do(http.MethodPost, "/v1/thumbnails", strings.NewReader(string(body)), map[string]string{"Content-Type": "application/json"})
-				onlyField(t, rec, "callback_url")
-
+				onlyField(t, api.Submit(t, map[string]any{"url": "https://images.example.com/cat.jpg", "width": 64, "callback_url": target}, nil), "callback_url")
 				// As the callback of an upload.
-				form, ct = multipartBody(image, map[string]string{"width": "64", "callback_url": target})
-				rec = api.do(http.MethodPost, "/v1/thumbnails", form, map[string]string{"Content-Type": ct})
-				onlyField(t, rec, "callback_url")
+				onlyField(t, api.Upload(t, image, map[string]string{"width": "64", "callback_url": target}, nil), "callback_url")
 			})
 		}
 	}
@@ -224,9 +200,8 @@ func TestSSRFPublicURLsPassTheSubmitCheck(t *testing.T) {
 		"http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/cat.jpg",
 		"https://images.example.com:8443/a/b.jpg?size=large#top",
 	} {
-		body, _ := json.Marshal(map[string]any{"url": u, "width": 64, "callback_url": u})
-		rec := api.do(http.MethodPost, "/v1/thumbnails", strings.NewReader(string(body)), map[string]string{"Content-Type": "application/json"})
-		is.Equal(rec.Code, http.StatusAccepted) // a public URL is accepted
+		r := api.Submit(t, map[string]any{"url": u, "width": 64, "callback_url": u}, nil)
+		is.Equal(r.Status, http.StatusAccepted) // a public URL is accepted
 	}
 }
 
@@ -236,12 +211,9 @@ func TestSSRFAllowPrivateNetworksStillRefusesOtherSchemes(t *testing.T) {
 	api := newTestAPI(t, Config{AllowPrivateNetworks: true})
 	port, requests := countingServer(t)
 	for _, u := range forbiddenURLs["scheme"] {
-		body, _ := json.Marshal(map[string]any{"url": withPort(u, port), "width": 64})
-		rec := api.do(http.MethodPost, "/v1/thumbnails", strings.NewReader(string(body)), map[string]string{"Content-Type": "application/json"})
-		onlyField(t, rec, "url")
+		onlyField(t, api.Submit(t, map[string]any{"url": withPort(u, port), "width": 64}, nil), "url")
 	}
-	body, _ := json.Marshal(map[string]any{"url": "http://127.0.0.1:" + port + "/cat.jpg", "width": 64})
-	rec := api.do(http.MethodPost, "/v1/thumbnails", strings.NewReader(string(body)), map[string]string{"Content-Type": "application/json"})
-	is.Equal(rec.Code, http.StatusAccepted) // loopback is allowed in this mode
+	r := api.Submit(t, map[string]any{"url": "http://127.0.0.1:" + port + "/cat.jpg", "width": 64}, nil)
+	is.Equal(r.Status, http.StatusAccepted) // loopback is allowed in this mode
 	is.Equal(requests.Load(), int64(0))     // and the API itself never fetches
 }

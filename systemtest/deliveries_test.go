@@ -1,160 +1,270 @@
 package systemtest
 
 import (
+	"bytes"
 	"net/http"
-	"net/http/httptest"
-	"sync"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/internal/testapi"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
+	"github.com/thumbnailed/thumbnailed/internal/testsmtp"
 )
 
-// holdingReceiver holds the first callback attempt until the test lets it
-// go (or the sender hangs up), then answers first; later attempts get 204.
-type holdingReceiver struct {
-	*httptest.Server
-	arrived chan struct{} // closed when the first attempt arrives
-	release chan struct{} // close to answer the first attempt
+// apiKey is the key of the delivery tests' service: a signed link must
+// open without it.
+const apiKey = "systemtest-api-key-0123456789"
 
-	mu        sync.Mutex
-	attempts  int
-	delivered int // 2xx answers
-}
-
-func newHoldingReceiver(t *testing.T, first int) *holdingReceiver {
-	h := &holdingReceiver{arrived: make(chan struct{}), release: make(chan struct{})}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		h.attempts++
-		n := h.attempts
-		h.mu.Unlock()
-		if n == 1 {
-			close(h.arrived)
-			select {
-			case <-h.release:
-			case <-r.Context().Done():
-				return
-			}
-			w.WriteHeader(first)
-			return
-		}
-		h.mu.Lock()
-		h.delivered++
-		h.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(func() {
-		select {
-		case <-h.release:
-		default:
-			close(h.release)
-		}
-		h.Close()
-	})
-	return h
-}
-
-func (h *holdingReceiver) counts() (attempts, delivered int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.attempts, h.delivered
-}
+// recipient is where the delivery tests' emails go.
+const recipient = "reader@example.com"
 
 // A callback attempt that fails while Redis is away must still be retried
 // once Redis is back ("retried until it is accepted").
 //
 // (It once failed: an outcome that could not be recorded sent the delivery
-// job to the dead set with the delivery pending for good. The notifier now
-// retries its bookkeeping until Redis answers, within its deadline.)
+// job to the dead set with the delivery pending for good. Now the attempt
+// keeps its lease; once the lease runs out the sweeper counts the attempt
+// interrupted and schedules the next one.)
 func TestCallbackFailedDuringRedisOutageIsRetried(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	r := startRedis(t)
 	ns := namespace()
 	env := serviceEnv(t, r, ns)
 	env["THUMBNAILED_CALLBACK_RETRY_SCHEDULE"] = "1s,1s,1s,1s"
-	rcv := newHoldingReceiver(t, http.StatusServiceUnavailable)
+	env["THUMBNAILED_STALE_AFTER"] = "2s"
+	rcv := testapi.NewReceiver(t, webhookSecret)
+	held, release := rcv.HoldNext(t, http.StatusServiceUnavailable)
 	svc := startProcess(t, "all", "all", env)
 
-	job := submitAndAwaitFirstAttempt(t, svc.URL, rcv)
-	r.Kill()                           // Redis goes while the attempt is in flight
-	close(rcv.release)                 // the attempt fails: 503
-	time.Sleep(500 * time.Millisecond) // the worker tries to record it meanwhile
+	resp := svc.API().Upload(t, readTestdata(t, "go-video-001.jpeg"),
+		map[string]string{"width": "16", "callback_url": rcv.URL + "/hook"}, nil)
+	is.Equal(resp.Status, http.StatusAccepted)
+	id := resp.Job(t).ID
+	awaitHeld(t, held, "the first callback attempt")
+	r.Kill()  // Redis goes while the attempt is in flight
+	release() // the attempt fails: 503
+	is.True(testapi.Eventually(10*time.Second, func() bool {
+		return svc.Said(id, "could not record the outcome of the attempt")
+	})) // the worker tried to record it while Redis was away
 	r.Start()
 
-	delivered := eventually(40*time.Second, 100*time.Millisecond, func() bool {
-		_, d := rcv.counts()
-		return d > 0
-	})
-	attempts, _ := rcv.counts()
-	j, err := getJob(svc.URL, job.ID)
-	is.NoErr(err)
+	job := svc.API().WaitDelivered(t, id, 40*time.Second)
+	cbs := rcv.For(id)
 	t.Logf("callback attempts seen by the receiver: %d; delivery in the record: %+v; gocraft/work: %s",
-		attempts, j.Deliveries, gocraftSummary(r, ns))
-	is.True(delivered) // the callback is retried after the outage and accepted
+		len(cbs), job.Deliveries, gocraftSummary(r, ns))
+	is.Equal(len(job.Deliveries), 1)
+	is.Equal(job.Deliveries[0].Status, "delivered") // the callback is retried after the outage and accepted
+	is.True(len(cbs) >= 2)                          // by an attempt after the one that failed
+	sameEvent(t, id, cbs)
 }
 
-// A worker killed while it sends a callback must not lose the callback: the
-// attempt is counted interrupted and retried.
+// Issue 11: a worker killed (SIGKILL) in the middle of a delivery, a
+// callback the receiver holds open or an email the SMTP server stalls in
+// DATA, loses nothing: the other worker's sweeper counts the attempt
+// interrupted once its lease (THUMBNAILED_STALE_AFTER) runs out and the
+// next attempt delivers. Every callback of the job carries the same
+// webhook-id and the same bytes; the email arrives at least once and at
+// most twice (the stalled one was kept by the server before its reply).
 //
-// (It once failed: the run that found the attempt "in progress" dropped
-// it. It now queues a check for when the attempt must have ended, which
-// counts it interrupted and schedules the next attempt.)
-func TestCallbackInterruptedByKilledWorkerIsRetried(t *testing.T) {
-	is := is.New(t)
-	r := startRedis(t)
-	ns := namespace()
-	env := serviceEnv(t, r, ns)
-	env["THUMBNAILED_CALLBACK_RETRY_SCHEDULE"] = "1s,1s,1s,1s"
-	// An attempt is held at most the callback timeout plus 15 s of
-	// bookkeeping; after that the next worker counts it interrupted.
-	env["THUMBNAILED_CALLBACK_TIMEOUT"] = "2s"
-	rcv := newHoldingReceiver(t, http.StatusNoContent)
-	api := startProcess(t, "api", "api", env)
-	w1 := startProcess(t, "worker-1", "worker", env)
+// (The callback case was TestCallbackInterruptedByKilledWorkerIsRetried,
+// which started the second worker after the kill and asserted only that a
+// later attempt was accepted.)
+func TestKilledWorkerMidDelivery(t *testing.T) {
+	eachChannel(t, func(t *testing.T, channel string, env map[string]string, apiAddr string) {
+		is := is.New(t)
+		push := holdFirst(t, env, channel)
+		api := startProcess(t, "api", "api", env, "THUMBNAILED_ADDR", apiAddr)
+		w1 := startProcess(t, "worker-1", "worker", env, "THUMBNAILED_WORKER_CONCURRENCY", "1")
+		w2 := startProcess(t, "worker-2", "worker", env, "THUMBNAILED_WORKER_CONCURRENCY", "1")
+		client := api.API().WithKey(apiKey)
 
-	job := submitAndAwaitFirstAttempt(t, api.URL, rcv)
-	killAt := w1.Signal(syscall.SIGKILL) // dies mid-send
-	is.True(w1.WaitExit(5 * time.Second))
-	w2 := startProcess(t, "worker-2", "worker", env)
+		resp := client.Upload(t, readTestdata(t, "go-video-001.jpeg"), push.fields, nil)
+		is.Equal(resp.Status, http.StatusAccepted)
+		id := resp.Job(t).ID
+		push.await()
+		holder, survivor := w1, w2
+		if !w1.Said(id, "delivering") {
+			holder, survivor = w2, w1
+		}
+		is.True(holder.Said(id, "delivering")) // the worker that holds the attempt said so
+		killAt := holder.Signal(syscall.SIGKILL)
+		is.True(holder.WaitExit(5 * time.Second))
 
-	delivered := eventually(60*time.Second, 100*time.Millisecond, func() bool {
-		_, d := rcv.counts()
-		return d > 0
+		job := client.WaitDelivered(t, id, 30*time.Second)
+		is.Equal(len(job.Deliveries), 1)
+		d := job.Deliveries[0]
+		t.Logf("%s: SIGKILL %s mid-attempt; delivery %s after %d attempts, %s after the kill; log %+v",
+			channel, holder.Name, d.Status, d.Attempts, time.Since(killAt).Round(10*time.Millisecond), d.Log)
+		is.Equal(d.Channel, channel)
+		is.Equal(d.Status, "delivered") // the delivery still ends delivered
+		is.Equal(d.Attempts, 2)         // the interrupted attempt and the one that delivered
+		is.Equal(len(d.Log), 2)
+		is.Equal(d.Log[0].Outcome, "retry") // the interrupted attempt counts as failed
+		is.True(strings.Contains(d.Log[0].Error, "interrupted"))
+		is.Equal(d.Log[1].Outcome, "delivered")
+		is.True(survivor.Said(id, "an attempt's run stopped before it finished; counted as failed")) // the survivor's sweeper took it back
+
+		switch channel {
+		case "callback":
+			cbs := push.rcv.For(id)
+			is.Equal(len(cbs), 2) // the held attempt and the one that delivered
+			sameEvent(t, id, cbs)
+			opensWithoutKey(t, apiAddr, id, cbs[len(cbs)-1])
+		case "email":
+			got := push.mail.Received()
+			t.Logf("emails received: %d (the stalled one was kept before its reply)", len(got))
+			is.True(len(got) >= 1 && len(got) <= 2) // at least once, at most twice
+			for _, m := range got {
+				is.Equal(m.To, []string{recipient})
+			}
+		}
 	})
-	attempts, _ := rcv.counts()
-	j, err := getJob(api.URL, job.ID)
-	is.NoErr(err)
-	t.Logf("%s after the kill: callback attempts %d, delivery %+v, worker-2 said: %v",
-		time.Since(killAt).Round(100*time.Millisecond), attempts, j.Deliveries, msgs(w2, job.ID))
-	is.True(delivered) // the interrupted callback is retried and accepted
 }
 
-// msgs lists the log messages a process wrote about a job.
-func msgs(p *process, id string) []string {
-	var out []string
-	for _, l := range p.Lines() {
-		if l.str("job_id") == id {
-			out = append(out, l.str("msg"))
+// A delivery attempt that takes longer than THUMBNAILED_STALE_AFTER in a
+// live worker (a slow receiver, a slow SMTP server, both within their
+// timeouts) keeps its lease: it is not taken back as interrupted and sent
+// again while it still runs. One attempt, one callback, one email.
+func TestSlowDeliveryKeepsItsLease(t *testing.T) {
+	eachChannel(t, func(t *testing.T, channel string, env map[string]string, apiAddr string) {
+		is := is.New(t)
+		const slow = 6 * time.Second // three times the lease
+		push := holdFirst(t, env, channel)
+		svc := startProcess(t, "all", "all", env, "THUMBNAILED_ADDR", apiAddr)
+		client := svc.API().WithKey(apiKey)
+
+		resp := client.Upload(t, readTestdata(t, "go-video-001.jpeg"), push.fields, nil)
+		is.Equal(resp.Status, http.StatusAccepted)
+		id := resp.Job(t).ID
+		push.await()
+		heldAt := time.Now()
+		time.AfterFunc(slow, push.release) // the receiver answers, slowly
+
+		job := client.WaitDelivered(t, id, 30*time.Second)
+		is.Equal(len(job.Deliveries), 1)
+		d := job.Deliveries[0]
+		t.Logf("%s: answered after %s (lease 2s): delivery %s after %d attempt(s), %s after it arrived; log %+v",
+			channel, slow, d.Status, d.Attempts, time.Since(heldAt).Round(10*time.Millisecond), d.Log)
+		is.Equal(d.Status, "delivered")
+		is.Equal(d.Attempts, 1) // the slow attempt was not taken back
+		switch channel {
+		case "callback":
+			is.Equal(len(push.rcv.For(id)), 1) // one callback
+		case "email":
+			is.Equal(len(push.mail.Received()), 1) // one email
+		}
+	})
+}
+
+// push is where a delivery test's job pushes to: a callback receiver that
+// holds the first callback's request open, or an SMTP server that stalls
+// the first message in DATA (keeping it before its reply).
+type push struct {
+	fields  map[string]string // the upload's form fields: the size and the push
+	rcv     *testapi.Receiver // callback
+	mail    *testsmtp.Server  // email
+	await   func()            // waits until the held attempt has arrived
+	release func()            // lets it be answered
+}
+
+// holdFirst sets up channel's push for a job, in env.
+func holdFirst(t *testing.T, env map[string]string, channel string) *push {
+	p := &push{fields: map[string]string{"width": "16"}}
+	switch channel {
+	case "callback":
+		p.rcv = testapi.NewReceiver(t, webhookSecret)
+		held, release := p.rcv.HoldNext(t, http.StatusNoContent)
+		p.await = func() { awaitHeld(t, held, "the first callback attempt") }
+		p.release = release
+		p.fields["callback_url"] = p.rcv.URL + "/hook"
+	case "email":
+		p.mail = testsmtp.New(t)
+		env["THUMBNAILED_SMTP_URL"] = p.mail.URL()
+		held, release := p.mail.StallNext(t)
+		p.await = func() { awaitHeld(t, held, "the first email attempt") }
+		p.release = release
+		p.fields["email"] = recipient
+	default:
+		t.Fatalf("no channel %q", channel)
+	}
+	return p
+}
+
+// eachChannel runs story for the callback and the email channel, in
+// parallel, each on a Redis of its own with the environment of the delivery
+// tests: API keys, an api address chosen ahead so that links are absolute,
+// a lease of 2 s and attempts 1 s apart.
+func eachChannel(t *testing.T, story func(t *testing.T, channel string, env map[string]string, apiAddr string)) {
+	needProcesses(t)
+	t.Parallel()
+	for _, channel := range []string{"callback", "email"} {
+		t.Run(channel, func(t *testing.T) {
+			t.Parallel()
+			env := serviceEnv(t, startRedis(t), namespace())
+			apiAddr := testnet.FreeAddr(t)
+			env["THUMBNAILED_API_KEYS"] = apiKey
+			env["THUMBNAILED_PUBLIC_URL"] = "http://" + apiAddr
+			env["THUMBNAILED_STALE_AFTER"] = "2s"
+			env["THUMBNAILED_CALLBACK_RETRY_SCHEDULE"] = "1s,1s,1s,1s"
+			env["THUMBNAILED_EMAIL_RETRY_SCHEDULE"] = "1s,1s,1s,1s"
+			story(t, channel, env, apiAddr)
+		})
+	}
+}
+
+// sameEvent fails t unless every callback is job id's event, signed, with
+// the same webhook-id and the same bytes.
+func sameEvent(t *testing.T, id string, cbs []testapi.Callback) {
+	t.Helper()
+	for i, c := range cbs {
+		if c.ID != "msg_"+id {
+			t.Errorf("callback %d has webhook-id %q, not msg_%s", i+1, c.ID, id)
+		}
+		if !c.Signed {
+			t.Errorf("callback %d is not signed: %v", i+1, c.SignError)
+		}
+		if !bytes.Equal(c.Body, cbs[0].Body) {
+			t.Errorf("callback %d's body differs from the first's:\n%s\n%s", i+1, c.Body, cbs[0].Body)
+		}
+		if c.Event.Type != "thumbnail.succeeded" || c.Event.Data.ID != id {
+			t.Errorf("callback %d is a %q event about job %q", i+1, c.Event.Type, c.Event.Data.ID)
 		}
 	}
-	return out
 }
 
-// submitAndAwaitFirstAttempt submits a small upload with a callback to rcv and
-// returns once the receiver holds the first attempt.
-func submitAndAwaitFirstAttempt(t *testing.T, apiURL string, rcv *holdingReceiver) jobJSON {
+// opensWithoutKey checks that the signed link of a callback, made by a
+// worker, opens at the api (the same link secret) without the API key the
+// rest of the API needs.
+func opensWithoutKey(t *testing.T, apiAddr, id string, cb testapi.Callback) {
 	t.Helper()
-	code, job, err := submitUpload(apiURL, readTestdata(t, "go-video-001.jpeg"),
-		map[string]string{"width": "16", "callback_url": rcv.URL + "/hook"})
-	if err != nil || code != http.StatusAccepted {
-		t.Fatalf("submit: %d %v", code, err)
+	is := is.NewRelaxed(t)
+	img := cb.Event.Data.Image
+	is.True(img != nil) // the callback names the image
+	if img == nil {
+		return
 	}
+	link := img.URL
+	is.True(strings.HasPrefix(link, "http://"+apiAddr+"/v1/thumbnails/"+id+"/outputs/")) // an absolute link to the api
+	api := testapi.New("http://" + apiAddr)
+	r := api.Open(t, http.MethodGet, link)
+	is.Equal(r.Status, http.StatusOK)                    // the signed link opens without a key
+	is.Equal(r.Header.Get("Content-Type"), "image/jpeg") // the thumbnail
+	is.True(len(r.Body) > 0)
+	_, code := api.Get(t, id)
+	is.Equal(code, http.StatusUnauthorized) // while the job itself needs the key
+}
+
+// awaitHeld waits until the held attempt has arrived.
+func awaitHeld[T any](t *testing.T, held <-chan T, what string) {
+	t.Helper()
 	select {
-	case <-rcv.arrived:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the first callback attempt did not arrive")
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not arrive within 20s", what)
 	}
-	return job
 }

@@ -13,17 +13,28 @@ import (
 // binary is the thumbnailed program built once for the whole package.
 var binary string
 
+// cannotRun says why this run cannot start real processes ("" when it
+// can); missingTool is set when the reason is a program not on PATH.
+var cannotRun, missingTool string
+
+// TestMain builds the binary once. It never decides the outcome itself:
+// when the tests cannot run, each one says so (needProcesses), so the
+// package cannot report success having run nothing without a reason.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if testing.Short() {
-		fmt.Println("systemtest: skipped under -short (these tests start real processes)")
-		os.Exit(0)
-	}
-	for _, tool := range []string{"redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			fmt.Printf("systemtest: skipped: %s is not on PATH\n", tool)
-			os.Exit(0)
+		cannotRun = "skipped under -short: these tests start real processes"
+	} else {
+		for _, tool := range []string{"redis-server", "redis-cli"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				missingTool = tool
+				cannotRun = tool + " is not on PATH: install Redis to run the system tests"
+				break
+			}
 		}
+	}
+	if cannotRun != "" {
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "thumbnailed-systemtest-")
 	if err != nil {
@@ -44,4 +55,18 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// needProcesses skips t, saying why, when this run cannot start real
+// processes (under -short, or without redis-server), and fails it when the
+// CI variable is set and a tool is missing: CI must run these tests.
+func needProcesses(t *testing.T) {
+	t.Helper()
+	switch {
+	case cannotRun == "":
+	case missingTool != "" && os.Getenv("CI") != "":
+		t.Fatalf("CI is set and %s", cannotRun)
+	default:
+		t.Skip(cannotRun)
+	}
 }

@@ -2,7 +2,6 @@ package systemtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/thumbnailed/thumbnailed/internal/testapi"
 	"github.com/thumbnailed/thumbnailed/internal/testlog"
 	"github.com/thumbnailed/thumbnailed/internal/testnet"
 )
@@ -26,21 +26,11 @@ import (
 // webhookSecret signs every callback in these tests; the receiver verifies it.
 const webhookSecret = "whsec_c3lzdGVtdGVzdC1zZWNyZXQtMzItYnl0ZXMhISE="
 
-func namespace() string { return "st-" + strings.ToLower(rand.Text()[:10]) }
+// linkSecret signs the image links; every api and worker process of a
+// test shares it, so a link a worker put in a callback opens at the api.
+const linkSecret = "systemtest-link-secret-0123456789"
 
-// eventually polls cond every interval until it holds or timeout passes.
-func eventually(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
-}
+func namespace() string { return "st-" + strings.ToLower(rand.Text()[:10]) }
 
 // ---------------------------------------------------------------- redis
 
@@ -61,6 +51,7 @@ type redisServer struct {
 
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
+	needProcesses(t)
 	_, port, _ := net.SplitHostPort(testnet.FreeAddr(t))
 	r := &redisServer{t: t, Port: port, Dir: t.TempDir(), Logs: &testlog.Buffer{}}
 	r.URL = "redis://127.0.0.1:" + port
@@ -91,7 +82,7 @@ func (r *redisServer) Start() {
 	r.mu.Lock()
 	r.cmd, r.done = cmd, done
 	r.mu.Unlock()
-	ok := eventually(10*time.Second, 20*time.Millisecond, func() bool {
+	ok := testapi.Eventually(10*time.Second, func() bool {
 		c, err := redis.Dial("tcp", "127.0.0.1:"+r.Port, redis.DialConnectTimeout(time.Second))
 		if err != nil {
 			return false
@@ -169,9 +160,11 @@ type process struct {
 }
 
 // serviceEnv is the environment every process of a test shares: this Redis
-// and namespace, loopback allowed, generous rate limits, signed callbacks.
+// and namespace, loopback allowed, generous rate limits, signed callbacks
+// and links.
 func serviceEnv(t *testing.T, r *redisServer, ns string) map[string]string {
 	return map[string]string{
+		"THUMBNAILED_LINK_SECRET":            linkSecret,
 		"THUMBNAILED_REDIS_URL":              r.URL,
 		"THUMBNAILED_NAMESPACE":              ns,
 		"THUMBNAILED_ALLOW_PRIVATE_NETWORKS": "true",
@@ -241,7 +234,7 @@ func startProcess(t *testing.T, name, role string, env map[string]string, extra 
 		}
 	})
 	client := &http.Client{Timeout: time.Second}
-	healthy := eventually(20*time.Second, 25*time.Millisecond, func() bool {
+	healthy := testapi.Eventually(20*time.Second, func() bool {
 		if p.Exited() {
 			return true
 		}
@@ -361,8 +354,9 @@ func (p *process) Running() []string {
 				order = append(order, id)
 			}
 			open[id] = true
-		case "job succeeded", "job failed", "transient failure; the queue will retry",
-			"could not store the thumbnail", "could not record the failure":
+		case "job succeeded", "job failed", "transient failure; will retry",
+			"could not record the result", "could not record the failure", "could not schedule the retry",
+			"job erased while it ran", "job erased while it ran; its images are deleted":
 			delete(open, id)
 		}
 	}
@@ -385,15 +379,34 @@ func (p *process) ExitCode() int {
 
 func (p *process) String() string { return fmt.Sprintf("%s (%s)", p.Name, p.Addr) }
 
-// get fetches path from the process with a short timeout.
-func (p *process) get(ctx context.Context, path string) (int, string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+path, nil)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, "", err
+// API is a client of the process's API.
+func (p *process) API() *testapi.Client { return testapi.New(p.URL) }
+
+// get fetches path from the process within 2 s.
+func (p *process) get(path string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r, err := p.API().Try(ctx, http.MethodGet, path, nil, nil)
+	return r.Status, string(r.Body), err
+}
+
+// Said reports whether the process logged msg about job id.
+func (p *process) Said(id, msg string) bool {
+	for _, l := range p.Lines() {
+		if l.str("job_id") == id && l.str("msg") == msg {
+			return true
+		}
 	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.String(), nil
+	return false
+}
+
+// msgs lists the log messages a process wrote about a job.
+func msgs(p *process, id string) []string {
+	var out []string
+	for _, l := range p.Lines() {
+		if l.str("job_id") == id {
+			out = append(out, l.str("msg"))
+		}
+	}
+	return out
 }

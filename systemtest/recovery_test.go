@@ -1,6 +1,7 @@
 package systemtest
 
 import (
+	"net/http"
 	"slices"
 	"sort"
 	"syscall"
@@ -8,19 +9,72 @@ import (
 	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/internal/testapi"
 )
 
+// msgRescued is what the sweeper logs when it takes back a job whose
+// worker died.
+const msgRescued = "re-queued a job whose worker stopped renewing its lease"
+
+// submitURL submits a url job with a callback to rcv and returns its id;
+// the answer must be 202.
+func submitURL(t *testing.T, api *process, source string, rcv *testapi.Receiver, width int) string {
+	t.Helper()
+	req := map[string]any{"url": source, "width": width}
+	if rcv != nil {
+		req["callback_url"] = rcv.URL + "/hook"
+	}
+	r := api.API().Submit(t, req, nil)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("submit %s: %d %s", source, r.Status, r.Body)
+	}
+	return r.Job(t).ID
+}
+
+// waitDelivered waits until every job of ids has ended with no delivery
+// pending: no attempt is running or due, so no callback can still come.
+func waitDelivered(t *testing.T, api *process, ids []string, timeout time.Duration) map[string]testapi.Job {
+	t.Helper()
+	out := map[string]testapi.Job{}
+	deadline := time.Now().Add(timeout)
+	for _, id := range ids {
+		out[id] = api.API().WaitDelivered(t, id, max(time.Until(deadline), time.Second))
+	}
+	return out
+}
+
+// expectEachOnce fails t unless the event of every job of ids arrived
+// exactly once, signed, as the same bytes, and no other event arrived.
+func expectEachOnce(t *testing.T, rcv *testapi.Receiver, ids []string) testapi.Tally {
+	t.Helper()
+	tally := rcv.Tally(ids)
+	for _, id := range tally.Missing {
+		t.Errorf("no callback for job %s", id)
+	}
+	for id, n := range tally.Repeats {
+		t.Errorf("job %s: callback delivered %d times", id, n+1)
+	}
+	for _, ev := range tally.Unknown {
+		t.Errorf("callback for an unknown event %s", ev)
+	}
+	for _, p := range tally.Problems {
+		t.Error(p)
+	}
+	return tally
+}
+
 // Issue 7.5: a worker killed with SIGKILL in the middle of jobs loses none:
-// the other worker's sweeper notices the missing heartbeats after
-// THUMBNAILED_STALE_AFTER and runs them again, and every job's callback
-// arrives exactly once.
+// the other worker's sweeper notices the lease that is no longer renewed
+// after THUMBNAILED_STALE_AFTER and runs them again, and every job's
+// callback arrives exactly once.
 func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 	is := is.New(t)
 	r := startRedis(t)
 	env := serviceEnv(t, r, namespace())
 	env["THUMBNAILED_STALE_AFTER"] = "2s"
 	env["THUMBNAILED_WORKER_CONCURRENCY"] = "2"
-	rcv := newReceiver(t)
+	rcv := testapi.NewReceiver(t, webhookSecret)
 	src := newSourceServer(t, readTestdata(t, "go-video-001.jpeg"))
 	api := startProcess(t, "api", "api", env)
 	w1 := startProcess(t, "worker-1", "worker", env)
@@ -30,13 +84,11 @@ func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 	const jobTime = 1500 * time.Millisecond
 	var ids []string
 	for i := range jobs {
-		code, job := submitURL(t, api.URL, src.slow(jobTime, i), rcv.URL+"/hook", 48)
-		is.Equal(code, 202)
-		ids = append(ids, job.ID)
+		ids = append(ids, submitURL(t, api, src.slow(jobTime, i), rcv, 48))
 	}
 
 	// Kill worker-1 once both workers are busy.
-	busy := eventually(15*time.Second, 10*time.Millisecond, func() bool {
+	busy := testapi.Eventually(15*time.Second, func() bool {
 		return len(w1.Running()) > 0 && len(w2.Running()) > 0
 	})
 	is.True(busy) // both workers hold jobs
@@ -46,7 +98,7 @@ func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 	t.Logf("SIGKILL worker-1 while it held %d job(s): %v (worker-2 held %v)", len(orphans), orphans, w2.Running())
 	is.True(len(orphans) > 0) // worker-1 died holding a job
 
-	all, pollErrors, lastErr := waitEnded(api.URL, ids, 30*time.Second)
+	all, pollErrors, lastErr := api.API().EndAll(ids, 30*time.Second)
 	if pollErrors > 0 {
 		t.Logf("%d polls failed, the last: %v", pollErrors, lastErr)
 	}
@@ -64,22 +116,19 @@ func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 		}
 	}
 	detected := time.Duration(0)
-	if at, ok := w2.FirstAt("re-queued a job whose worker stopped sending heartbeats"); ok {
+	if at, ok := w2.FirstAt(msgRescued); ok {
 		detected = at.Sub(killAt)
 	}
-	t.Logf("recovered in %s (SIGKILL -> the last orphaned job succeeded; stale after 2s, source %s); the sweeper re-queued it %s after the kill, at the back of the queue",
+	t.Logf("recovered in %s (SIGKILL -> the last orphaned job succeeded; stale after 2s, source %s); the sweeper re-queued it %s after the kill",
 		recovery.Round(10*time.Millisecond), jobTime, detected.Round(10*time.Millisecond))
 	is.True(recovery > 0)              // the orphaned jobs succeeded
 	is.True(recovery < 30*time.Second) // within a generous bound
 
-	is.True(rcv.WaitAll(ids, 20*time.Second)) // every job's callback arrived
-	time.Sleep(time.Second)                   // a duplicate would show now
-	problems, duplicates := rcv.Check(ids)
-	for _, p := range problems {
-		t.Error(p)
-	}
-	t.Logf("callbacks: %d distinct events, %d duplicates; worker-2 re-queued %d job(s) by heartbeat and started %d",
-		rcv.Distinct(), duplicates, len(w2.JobIDs("re-queued a job whose worker stopped sending heartbeats")), len(w2.JobIDs("job started")))
+	is.True(rcv.WaitEach(ids, 20*time.Second)) // every job's callback arrived
+	waitDelivered(t, api, ids, 20*time.Second) // and no attempt is left to send one more
+	tally := expectEachOnce(t, rcv, ids)
+	t.Logf("callbacks: %d distinct events, %d duplicates; worker-2 re-queued %d job(s) by lease and started %d",
+		rcv.Distinct(), tally.Duplicates(), len(w2.JobIDs(msgRescued)), len(w2.JobIDs("job started")))
 
 	ran := map[string]int{}
 	for _, p := range []*process{w1, w2} {
@@ -104,15 +153,15 @@ func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 //
 // (It once failed: Rescue left the job processing with a fresh heartbeat,
 // so the sweeper queued copy after copy while the first waited, and each
-// copy's start counted a crash. Rescue now counts the death once and puts
-// the job back to queued, out of the sweeper's sight.)
+// copy's start counted a crash. Rescue now counts the death once, drops the
+// lease and puts the job back to queued, out of the sweeper's sight.)
 func TestOrphanBehindBacklogRunsOnce(t *testing.T) {
 	is := is.New(t)
 	r := startRedis(t)
 	ns := namespace()
 	env := serviceEnv(t, r, ns)
 	env["THUMBNAILED_STALE_AFTER"] = "1s"
-	rcv := newReceiver(t)
+	rcv := testapi.NewReceiver(t, webhookSecret)
 	src := newSourceServer(t, readTestdata(t, "go-video-001.jpeg"))
 	api := startProcess(t, "api", "api", env)
 	w1 := startProcess(t, "worker-1", "worker", env, "THUMBNAILED_WORKER_CONCURRENCY", "1")
@@ -121,11 +170,9 @@ func TestOrphanBehindBacklogRunsOnce(t *testing.T) {
 	const jobTime = 1500 * time.Millisecond
 	var ids []string
 	for i := range 20 {
-		code, job := submitURL(t, api.URL, src.slow(jobTime, i), rcv.URL+"/hook", 48)
-		is.Equal(code, 202)
-		ids = append(ids, job.ID)
+		ids = append(ids, submitURL(t, api, src.slow(jobTime, i), rcv, 48))
 	}
-	is.True(eventually(15*time.Second, 10*time.Millisecond, func() bool {
+	is.True(testapi.Eventually(15*time.Second, func() bool {
 		return len(w1.Running()) > 0 && len(w2.Running()) > 0
 	}))
 	killAt := w1.Signal(syscall.SIGKILL)
@@ -134,9 +181,9 @@ func TestOrphanBehindBacklogRunsOnce(t *testing.T) {
 	is.Equal(len(orphans), 1)
 	orphan := orphans[0]
 
-	all, _, _ := waitEnded(api.URL, ids, 30*time.Second)
+	all, _, _ := api.API().EndAll(ids, 30*time.Second)
 	requeued, starts := 0, 0
-	for _, id := range w2.JobIDs("re-queued a job whose worker stopped sending heartbeats") {
+	for _, id := range w2.JobIDs(msgRescued) {
 		if id == orphan {
 			requeued++
 		}
@@ -147,8 +194,12 @@ func TestOrphanBehindBacklogRunsOnce(t *testing.T) {
 		}
 	}
 	j := all[orphan]
+	var after time.Duration
+	if j.FinishedAt != nil {
+		after = j.FinishedAt.Sub(killAt)
+	}
 	t.Logf("orphan %s: %s %+v %s after the kill; the sweeper re-queued it %d times and worker-2 started it %d times",
-		orphan, j.Status, j.Error, j.FinishedAt.Sub(killAt).Round(10*time.Millisecond), requeued, starts)
+		orphan, j.Status, j.Error, after.Round(10*time.Millisecond), requeued, starts)
 	is.Equal(j.Status, "succeeded") // the orphan succeeds
 	is.Equal(requeued, 1)           // re-queued once
 	is.Equal(starts, 1)             // and run once more

@@ -132,7 +132,8 @@ func oneLine(s string) string {
 }
 
 // Advice tells a person what to try after a job failed with code; accepted
-// names the formats this build decodes.
+// names the formats this build decodes ("" when not known: the advice then
+// names none rather than a list that may be wrong).
 func Advice(code, accepted string) string {
 	switch code {
 	case "source_not_found":
@@ -144,6 +145,9 @@ func Advice(code, accepted string) string {
 	case "source_too_large":
 		return "The image file is larger than this service accepts. Send a smaller or more compressed file."
 	case "unsupported_format":
+		if accepted == "" {
+			return "Send the image in another, more common format."
+		}
 		return "Send an image in a format this service reads: " + accepted + "."
 	case "too_many_pixels":
 		return "The image has more pixels than this service decodes. Scale it down before sending it."

@@ -5,7 +5,9 @@ import (
 	"context"
 	"image/jpeg"
 	"path"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nfnt/resize"
 )
@@ -104,6 +106,82 @@ func BenchmarkEncodeWebP(b *testing.B) {
 	for b.Loop() {
 		if _, err := encode(img, FormatWebP, 80); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// setJobs are the jobs BenchmarkMakeSet and TestMeasureSetMemory compare, on a 12 MP
+// JPEG: one 1024 px output; 1024, 512 and 256 px outputs in one job; and the same
+// three as three jobs.
+var setJobs = []struct {
+	name string
+	jobs [][]Output
+}{
+	{"one-1024", [][]Output{{{Name: "1024", Width: 1024, Height: 1024}}}},
+	{"set-1024-512-256", [][]Output{{{Name: "1024", Width: 1024, Height: 1024}, {Name: "512", Width: 512, Height: 512}, {Name: "256", Width: 256, Height: 256}}}},
+	{"three-jobs", [][]Output{{{Name: "1024", Width: 1024, Height: 1024}}, {{Name: "512", Width: 512, Height: 512}}, {{Name: "256", Width: 256, Height: 256}}}},
+}
+
+const setPhoto = "photos/IMG_9424.JPG"
+
+// BenchmarkMakeSet: record with
+// go test -run '^$' -bench MakeSet -benchtime 10x ./thumbnail/ (and -tags vips).
+// Besides ns/op it reports the CPU time per op (cpu-ms/op: user and system, all
+// threads; steadier than wall time on a shared machine) and each stage's share.
+func BenchmarkMakeSet(b *testing.B) {
+	src := readTestdata(b, setPhoto)
+	for _, c := range setJobs {
+		b.Run(c.name, func(b *testing.B) {
+			benchmarkJobs(b, src, c.jobs)
+		})
+	}
+}
+
+func benchmarkJobs(b *testing.B, src []byte, jobs [][]Output) {
+	b.ReportAllocs()
+	stages := map[string]time.Duration{}
+	cpu := cpuTime()
+	for b.Loop() {
+		for _, outputs := range jobs {
+			set, err := MakeSet(context.Background(), src, outputs, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for stage, d := range set.Timings {
+				stages[stage] += d
+			}
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
+	for stage, d := range stages {
+		b.ReportMetric(float64(d)/float64(b.N)/1e6, stage+"-ms/op")
+	}
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+		return 0
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+}
+
+// BenchmarkGravity is a 256x256 cover of a 12 MP JPEG with each gravity: what the
+// smart crops cost over the centre one.
+func BenchmarkGravity(b *testing.B) {
+	src := readTestdata(b, setPhoto)
+	for _, g := range []Gravity{GravityCenter, GravityAttention, GravityEntropy} {
+		b.Run(string(g), func(b *testing.B) {
+			benchmarkJobs(b, src, [][]Output{{{Width: 256, Height: 256, Fit: FitCover, Gravity: g}}})
+		})
+	}
+}
+
+func runSetJobs(t testing.TB, src []byte, jobs [][]Output) {
+	for _, outputs := range jobs {
+		if _, err := MakeSet(context.Background(), src, outputs, 0); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -11,7 +11,53 @@ import (
 	"image/png"
 
 	xwebp "golang.org/x/image/webp"
+
+	"github.com/thumbnailed/thumbnailed/thumbnail/internal/jpegscale"
 )
+
+// decodeShrunk is where the pure-Go engine decodes a source: once per job, whatever
+// the number of outputs. It answers the pixels in the stored orientation, box-shrunk
+// by the largest integer factor that leaves them at least need (shrinkMargin times
+// the largest output, in each direction), so every output is scaled from one copy
+// and Lanczos3 never runs over more than it must. A JPEG is decoded straight to the
+// smallest of 1/2, 1/4 or 1/8 scale that still leaves need (jpegscale: the scaled
+// IDCT skips most of the full-size work), and the box shrink takes what is left.
+func decodeShrunk(src []byte, h Header, need image.Point) (image.Image, error) {
+	decodes.Add(1)
+	img, err := decodeScaled(src, h, need)
+	if err != nil {
+		return nil, err
+	}
+	b := img.Bounds()
+	if k := min(b.Dx()/max(need.X, 1), b.Dy()/max(need.Y, 1), maxShrink); k > 1 {
+		img = boxShrink(img, k)
+	}
+	return img, nil
+}
+
+// decodeScaled decodes a JPEG with jpegscale at the scale need allows, and
+// anything else, or a JPEG that uses what jpegscale does not handle, with
+// decode.
+func decodeScaled(src []byte, h Header, need image.Point) (image.Image, error) {
+	if h.Format != FormatJPEG {
+		return decode(src, h)
+	}
+	denom := jpegscale.Denom(h.Width, h.Height, need.X, need.Y)
+	img, err := jpegscale.Decode(src, denom)
+	switch {
+	case errors.Is(err, jpegscale.ErrUnsupported):
+		return decode(src, h)
+	case err != nil:
+		return nil, newError(CodeCorruptImage, err, "the file is a damaged or truncated %s image", formatNames[h.Format])
+	}
+	want := image.Pt((h.Width+denom-1)/denom, (h.Height+denom-1)/denom)
+	if b := img.Bounds(); b.Size() != want {
+		// Every size decision was made on the header's word.
+		return nil, newError(CodeCorruptImage, nil, "the JPEG image decodes to %dx%d pixels at 1/%d but its header says %dx%d",
+			b.Dx(), b.Dy(), denom, h.Width, h.Height)
+	}
+	return layout(img), nil
+}
 
 // decode decodes the pixels of an image whose header was already checked. It answers
 // one of three layouts the resize step reads directly: *image.YCbCr (JPEG photos),
@@ -47,15 +93,23 @@ func decode(src []byte, h Header) (image.Image, error) {
 		return nil, newError(CodeCorruptImage, nil, "the %s image decodes to %dx%d pixels but its header says %dx%d",
 			formatNames[format], b.Dx(), b.Dy(), h.Width, h.Height)
 	}
+	return layout(img), nil
+}
+
+// layout is a decoded image in one of the layouts the resize step reads:
+// *image.YCbCr or *image.Gray at the origin, else premultiplied *image.RGBA.
+func layout(img image.Image) image.Image {
 	switch m := img.(type) {
 	case *image.YCbCr:
 		if m.Rect.Min == (image.Point{}) {
-			return m, nil
+			return m
 		}
 	case *image.Gray:
-		return m, nil
+		if m.Rect.Min == (image.Point{}) {
+			return m
+		}
 	}
-	return toRGBA(img), nil
+	return toRGBA(img)
 }
 
 // decodeGIF decodes the first frame and places it on its canvas, as a viewer shows it

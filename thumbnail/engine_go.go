@@ -2,7 +2,6 @@ package thumbnail
 
 import (
 	"context"
-	"image"
 	"runtime"
 )
 
@@ -32,18 +31,13 @@ func (goEngine) Encodes(f Format) bool {
 }
 
 func (e goEngine) Make(ctx context.Context, src []byte, spec Spec) (Result, error) {
-	j := &job{engine: e, src: src, spec: spec}
-	if err := runPipeline(ctx, j, goPipeline); err != nil {
-		return Result{}, err
+	return makeOne(ctx, e, src, spec)
+}
+
+func (e goEngine) MakeSet(ctx context.Context, src []byte, outputs []Output, maxPixels int64) (Set, error) {
+	j := newJob(e, src, outputs, maxPixels)
+	if err := runJob(ctx, j, goPipeline, goOutputPipeline); err != nil {
+		return Set{}, err
 	}
-	size := j.img.(*image.RGBA).Rect.Size()
-	return Result{
-		Data:        j.out,
-		ContentType: contentTypes[j.spec.Format],
-		Format:      j.spec.Format,
-		Width:       size.X,
-		Height:      size.Y,
-		Engine:      e.Name() + "/" + e.Version(),
-		Timings:     j.timings,
-	}, nil
+	return j.set(), nil
 }

@@ -6,10 +6,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"image"
 	"os"
-	"strconv"
 	"strings"
+	"time"
 )
 
 // Default is the engine Make uses: in this build, libvips.
@@ -21,13 +23,17 @@ func init() {
 	}
 }
 
-// vipsEngine makes thumbnails with libvips: vips_thumbnail_buffer decodes JPEGs at
-// 1/2, 1/4 or 1/8 scale inside libjpeg (shrink-on-load), WebP at the scale asked,
-// and only the first frame or page; it turns the image upright and converts an
-// embedded ICC profile to sRGB; the thumbnail leaves with no metadata. The size is
-// still read and guarded by this package, from the header, before libvips sees the
-// bytes. One libvips thread per job, no operation cache (vips.go); measured in
-// VIPS_RESULTS.txt.
+// vipsEngine makes thumbnails with libvips: it decodes a job's source once, with
+// vips_thumbnail_buffer at the size the largest output needs (a JPEG is decoded at
+// 1/2, 1/4 or 1/8 scale inside libjpeg: shrink-on-load; WebP at the scale asked; only
+// the first frame or page), upright, an embedded ICC profile converted to sRGB, and
+// renders that into memory. Every output is then resized (Lanczos3), cropped where
+// its gravity says (attention and entropy measured as in the pure-Go engine, on a
+// small copy of the resized pixels), converted and
+// flattened from that one image, and leaves with no metadata. The size is still read
+// and guarded by this package, from the header, before libvips sees the bytes. One
+// libvips thread per job, no operation cache (vips.go); measured in VIPS_RESULTS.txt
+// and BENCHMARKS.md.
 type vipsEngine struct{}
 
 func (vipsEngine) Name() string    { return "vips" }
@@ -50,44 +56,55 @@ func (vipsEngine) Encodes(f Format) bool {
 }
 
 func (e vipsEngine) Make(ctx context.Context, src []byte, spec Spec) (Result, error) {
-	j := &job{engine: e, src: src, spec: spec}
-	v := &vipsJob{job: j}
+	return makeOne(ctx, e, src, spec)
+}
+
+func (e vipsEngine) MakeSet(ctx context.Context, src []byte, outputs []Output, maxPixels int64) (Set, error) {
+	v := &vipsJob{job: newJob(e, src, outputs, maxPixels), source: &vipsSource{}}
 	defer v.finish()
-	if err := runPipeline(ctx, j, v.pipeline(ctx)); err != nil {
-		return Result{}, err
+	// A deadline that passes mid-job kills the running libvips render rather than
+	// waiting for it; the steps then answer timeout.
+	stop := context.AfterFunc(ctx, v.source.kill)
+	defer stop()
+	if err := runJob(ctx, v.job, v.pipeline(ctx), v.outputPipeline(ctx)); err != nil {
+		return Set{}, err
 	}
-	return Result{
-		Data:        j.out,
-		ContentType: contentTypes[j.spec.Format],
-		Format:      j.spec.Format,
-		Width:       j.geometry.Crop.Dx(),
-		Height:      j.geometry.Crop.Dy(),
-		Engine:      e.Name() + "/" + e.Version(),
-		Timings:     j.timings,
-	}, nil
+	return v.set(), nil
 }
 
 // vipsJob is the libvips side of one job.
 type vipsJob struct {
 	*job
-	image *vipsImage
-	vips  vipsHeader // the header as libvips read it
+	source  *vipsSource
+	vips    vipsHeader // the header as libvips read it
+	decoded *vipsImage // the source, decoded once, upright, in memory
+	current *vipsImage // the output being made, as far as it has got
 }
 
-// pipeline is the libvips engine, top to bottom. The first steps are the pure-Go
-// engine's: nothing reaches libvips before the header has passed the pixel guard.
-// libvips then reads the header again (lazily: no pixels) to say how it will turn
-// the image, so that the geometry is planned by the same code as the Go engine's
-// and both give the same size to the pixel.
+// pipeline is the libvips engine, top to bottom: the part that runs once per job.
+// The first steps are the pure-Go engine's: nothing reaches libvips before the header
+// has passed the pixel guard. libvips then reads the header again (lazily: no pixels)
+// to say how it will turn the image, so that the geometry is planned by the same code
+// as the Go engine's and both give the same size to the pixel.
 func (v *vipsJob) pipeline(ctx context.Context) []step {
 	return []step{
-		{"check the spec", checkSpec, StagePrepare},
+		{"check the outputs", checkOutputs, StagePrepare},
 		{"read the header", readHeaderStep, StagePrepare}, // sniff the format, then its dimensions
 		{"guard the pixel count", guardPixels, StagePrepare},
 		{"open with libvips", v.open, StagePrepare}, // the header again, and the orientation
 		{"plan the geometry", planGeometryStep, StagePrepare},
-		{"set up shrink-on-load, orient, sRGB, crop, flatten", v.build, StagePrepare},
-		{"decode and encode", func(*job) error { return v.save(ctx) }, StageDecodeResizeEncode},
+		{"decode", v.decode(ctx), StageDecode}, // once: shrink-on-load to the largest output, upright, sRGB
+	}
+}
+
+// outputPipeline then runs for each output in turn, from the decoded image.
+func (v *vipsJob) outputPipeline(ctx context.Context) []outputStep {
+	return []outputStep{
+		{"resize", v.resize, StageResize},
+		{"crop", v.crop(ctx), StageResize}, // where the gravity says
+		{"convert, flatten and render", v.render(ctx), StageResize},
+		{"make the placeholder", v.placeholder, StagePlaceholder}, // from the smallest output only
+		{"encode", v.save, StageEncode},
 	}
 }
 
@@ -115,8 +132,8 @@ func (v *vipsJob) open(*job) error {
 		src = bytes.Clone(src)
 		copy(src[8:12], "avif")
 	}
-	v.image = newVipsImage(src)
-	h, err := v.image.header()
+	v.source.hold(src)
+	h, err := v.source.header()
 	v.vips = h
 	if err != nil {
 		return newError(CodeCorruptImage, err, "the file is a damaged %s image", name)
@@ -138,30 +155,155 @@ func (v *vipsJob) open(*job) error {
 	return nil
 }
 
-func (v *vipsJob) build(*job) error {
-	if err := v.image.build(v.vips, v.geometry, v.spec.Format == FormatJPEG); err != nil {
-		return newError(CodeCorruptImage, err, "the file is a damaged %s image", formatNames[v.header.Format])
+// decode decodes the source once, at the size decodeSize picks for the outputs, and
+// renders it into memory: the only time libvips reads the source's pixels.
+func (v *vipsJob) decode(ctx context.Context) func(*job) error {
+	return func(*job) error {
+		scales := make([]image.Point, len(v.outputs))
+		for i, o := range v.outputs {
+			scales[i] = o.geometry.Scale
+		}
+		decodes.Add(1)
+		lazy, err := v.source.load(v.vips, decodeSize(scales, image.Pt(v.upright())))
+		if err != nil {
+			return v.failed(ctx, err, "the file is a damaged %s image")
+		}
+		defer lazy.close() // the decoder and its buffers go once the pixels are in memory
+		v.decoded, err = v.source.render(lazy)
+		if err != nil {
+			return v.failed(ctx, err, "the file is a damaged or truncated %s image")
+		}
+		return nil
 	}
+}
+
+func (v *vipsJob) resize(_ *job, o *output) (err error) {
+	v.setCurrent(nil)
+	resized, err := v.decoded.resize(o.geometry.Scale)
+	if err != nil {
+		return newError(CodeCorruptImage, err, "the thumbnail could not be resized")
+	}
+	v.setCurrent(resized)
 	return nil
 }
 
-// save runs the pipeline: the decode happens here. A deadline that passes meanwhile
-// kills the running libvips pipeline rather than waiting for it.
-func (v *vipsJob) save(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, v.image.kill)
-	defer stop()
-	out, err := v.image.save(v.spec.Format, v.spec.Quality)
+// crop places the output's crop. attention and entropy look at the resized pixels,
+// so those are rendered first, and measured on a small copy of them in Go. A flat
+// image keeps the centre crop (flatDeviation).
+func (v *vipsJob) crop(ctx context.Context) func(*job, *output) error {
+	return func(_ *job, o *output) error {
+		var err error
+		o.geometry.Crop = cropFor(o, func() image.Rectangle {
+			var resized *vipsImage
+			if resized, err = v.source.render(v.current); err != nil {
+				err = v.failed(ctx, err, "the %s image could not be resized")
+				return o.geometry.Crop
+			}
+			v.setCurrent(resized)
+			// The measure is the pure-Go engine's, on a copy of at most
+			// analysisSide pixels: libvips's own smartcrop costs ~9-18 ms of
+			// small operations on any image, a third of a whole job.
+			k := analysisShrink(resized.size())
+			var lazy, small *vipsImage
+			if lazy, err = resized.analysisPixels(k); err != nil {
+				return o.geometry.Crop
+			}
+			defer lazy.close()
+			if small, err = v.source.render(lazy); err != nil {
+				return o.geometry.Crop
+			}
+			defer small.close()
+			var img *image.RGBA
+			if img, err = small.pixels(); err != nil {
+				return o.geometry.Crop
+			}
+			// vips_shrink starts its blocks at the image's corner.
+			return interestCrop(img, k, image.Point{}, o.geometry, o.spec.Gravity)
+		})
+		if err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				return err
+			}
+			return newError(CodeCorruptImage, err, "the thumbnail could not be cropped")
+		}
+		return nil
+	}
+}
+
+// render sets up the rest of the output and renders it into memory.
+func (v *vipsJob) render(ctx context.Context) func(*job, *output) error {
+	return func(_ *job, o *output) error {
+		finished, err := v.current.finish(o.geometry.Crop, o.spec.Format == FormatJPEG)
+		if err != nil {
+			return newError(CodeCorruptImage, err, "the thumbnail could not be made")
+		}
+		defer finished.close()
+		rendered, err := v.source.render(finished)
+		if err != nil {
+			return v.failed(ctx, err, "the %s image could not be made into a thumbnail")
+		}
+		v.setCurrent(rendered)
+		return nil
+	}
+}
+
+// placeholder makes the job's placeholder from the smallest output's pixels, before
+// they are encoded: flattened and shrunk in libvips, then copied into Go memory.
+func (v *vipsJob) placeholder(j *job, o *output) error {
+	if o != &j.outputs[j.smallest] {
+		return nil
+	}
+	failed := func(err error) error { return newError(CodeCorruptImage, err, "the placeholder could not be computed") }
+	lazy, err := v.current.placeholderPixels()
+	if err != nil {
+		return failed(err)
+	}
+	defer lazy.close()
+	small, err := v.source.render(lazy)
+	if err != nil {
+		return failed(err)
+	}
+	defer small.close()
+	img, err := small.pixels()
+	if err != nil {
+		return failed(err)
+	}
+	j.placeholder = makePlaceholder(img)
+	return nil
+}
+
+func (v *vipsJob) save(_ *job, o *output) error {
+	start := time.Now()
+	out, err := v.current.save(o.spec.Format, o.spec.Quality)
+	if err != nil {
+		return newError(CodeCorruptImage, err, "the thumbnail could not be encoded as %s", formatNames[o.spec.Format])
+	}
+	if o.spec.Format == FormatWebP {
+		out = stripWebP(out)
+	}
+	o.data = out
+	o.encodeTime = time.Since(start)
+	v.setCurrent(nil) // done with: the next output may use the memory
+	return nil
+}
+
+// setCurrent replaces the output's image, dropping the one it had.
+func (v *vipsJob) setCurrent(m *vipsImage) {
+	if v.current != nil {
+		v.current.close()
+	}
+	v.current = m
+}
+
+// failed is the error of a libvips step: timeout once the job's deadline has passed
+// (the render was killed), else a damaged source, in the words given (with %s for
+// the format's name).
+func (v *vipsJob) failed(ctx context.Context, err error, message string) error {
 	if ctx.Err() != nil {
 		return errTimeout(ctx.Err())
 	}
-	if err != nil {
-		return newError(CodeCorruptImage, err, "the file is a damaged or truncated %s image", formatNames[v.header.Format])
-	}
-	if v.spec.Format == FormatWebP {
-		out = stripWebP(out)
-	}
-	v.out = out
-	return nil
+	return newError(CodeCorruptImage, err, message, formatNames[v.header.Format])
 }
 
 // hasBrand reports whether an ISO base media file lists brand among the compatible
@@ -206,23 +348,15 @@ func stripWebP(src []byte) []byte {
 // keeps for the next job. Trimming after every job keeps RSS at its floor but makes
 // the next big job fault its memory in again (~+25% CPU on such photos); trimming
 // only above this size keeps most of the speed and bounds RSS (VIPS_RESULTS.txt).
-// THUMBNAILED_VIPS_TRIM_ABOVE_MB overrides it; 0 trims after every job.
-var vipsTrimAbove = trimAboveFromEnv(os.Getenv("THUMBNAILED_VIPS_TRIM_ABOVE_MB"), 192<<20)
+// 0 trims after every job (the memory test does, to see the floor).
+var vipsTrimAbove int64 = 192 << 20
 
-func trimAboveFromEnv(value string, fallback int64) int64 {
-	mb, err := strconv.ParseInt(value, 10, 64)
-	if err != nil || mb < 0 {
-		return fallback
-	}
-	return mb << 20
-}
-
-// finish releases the job's libvips pipeline and, when the process has grown past
+// finish releases the job's libvips images and, when the process has grown past
 // vipsTrimAbove, returns free memory to the system.
 func (v *vipsJob) finish() {
-	if v.image != nil {
-		v.image.close()
-	}
+	v.setCurrent(nil)
+	v.decoded.close()
+	v.source.close()
 	if rss := residentBytes(); rss < 0 || rss > vipsTrimAbove {
 		trimMalloc()
 	}

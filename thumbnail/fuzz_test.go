@@ -100,3 +100,54 @@ func FuzzSniffHeader(f *testing.F) {
 		_, _, _, _ = webpFirstFrame(src)
 	})
 }
+
+// FuzzMakeSet is FuzzMake for jobs of two or three outputs, each with its own fit,
+// gravity and format. Run with: go test -run '^$' -fuzz FuzzMakeSet ./thumbnail/
+func FuzzMakeSet(f *testing.F) {
+	addCorpusSeeds(f, func(src []byte) {
+		f.Add(src, uint16(64), uint16(48), uint16(20), uint16(0), uint8(0x21), uint8(0x1b), false)
+	})
+	fits := []Fit{FitContain, FitCover, FitFill}
+	gravities := []Gravity{GravityCenter, GravityAttention, GravityEntropy, GravityFocal}
+	formats := []Format{FormatJPEG, FormatPNG} // WebP encoding is slow and sees only our own pixels
+	f.Fuzz(func(t *testing.T, src []byte, w1, h1, w2, h2 uint16, fitsAndFormats, gravityBits uint8, third bool) {
+		output := func(i int, w, h uint16) Output {
+			o := Output{
+				Width:   int(w % 300),
+				Height:  int(h % 300),
+				Fit:     fits[int(fitsAndFormats>>(2*i)&3)%len(fits)],
+				Enlarge: fitsAndFormats>>(6+i)&1 == 1,
+				Gravity: gravities[gravityBits>>(2*i)&3],
+				Format:  formats[int(gravityBits>>(6+i)&1)],
+			}
+			if o.Gravity == GravityFocal {
+				o.Focal = &Point{float64(w%101) / 100, float64(h%101) / 100}
+			}
+			return o
+		}
+		outputs := []Output{output(0, w1, h1), output(1, w2, h2)}
+		if third {
+			outputs = append(outputs, output(2, w1/3+1, 0))
+		}
+		// Small, so the fuzzer spends its time on parsing rather than on big decodes.
+		set, err := MakeSet(context.Background(), src, outputs, 1<<20)
+		if errors.Is(err, errPanicked) {
+			t.Fatalf("a step panicked: %v", err)
+		}
+		if err != nil {
+			if !knownCodes[CodeOf(err)] {
+				t.Fatalf("error without a known code: %v", err)
+			}
+			return
+		}
+		if len(set.Outputs) != len(outputs) || len(set.Placeholder.BlurHash) != 28 || len(set.Placeholder.DominantColor) != 7 {
+			t.Fatalf("a set of %d outputs for %d asked, placeholder %+v", len(set.Outputs), len(outputs), set.Placeholder)
+		}
+		for i, res := range set.Outputs {
+			h, err := ReadHeader(res.Data)
+			if err != nil || h.Format != outputs[i].Format || h.Width != res.Width || h.Height != res.Height {
+				t.Fatalf("output %d: %+v does not match the result %dx%d %s: %v", i, h, res.Width, res.Height, outputs[i].Format, err)
+			}
+		}
+	})
+}

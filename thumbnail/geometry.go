@@ -66,3 +66,48 @@ func scaleSide(side, to, from int) int {
 	n := (2*int64(side)*int64(to) + int64(from)) / (2 * int64(from))
 	return int(max(n, 1))
 }
+
+// decodeSize is the size (upright) the libvips engine decodes a source to, for the
+// outputs' scales: one image every output is then resized from, as small as serves
+// them all. When one output's scale is at least every other's in both directions, it
+// is that scale, so that output needs no second resize (and a job of one output is
+// made exactly as a single thumbnail always was). Otherwise it is the smallest size
+// of the source's own shape that covers every scale, and at most the source itself.
+func decodeSize(scales []image.Point, src image.Point) image.Point {
+	for _, s := range scales {
+		if dominates(s, scales) {
+			return s
+		}
+	}
+	// Scale the source by the largest factor any output asks in either direction:
+	// sx/src.X for the widest, sy/src.Y for the tallest.
+	factor := image.Pt(0, 1) // the fraction factor.X / factor.Y
+	for _, s := range scales {
+		if int64(s.X)*int64(factor.Y) > int64(factor.X)*int64(src.X) {
+			factor = image.Pt(s.X, src.X)
+		}
+		if int64(s.Y)*int64(factor.Y) > int64(factor.X)*int64(src.Y) {
+			factor = image.Pt(s.Y, src.Y)
+		}
+	}
+	if factor.X >= factor.Y {
+		return src
+	}
+	ceil := func(side int) int {
+		return int((int64(side)*int64(factor.X) + int64(factor.Y) - 1) / int64(factor.Y))
+	}
+	size := image.Pt(min(ceil(src.X), src.X), min(ceil(src.Y), src.Y))
+	for _, s := range scales { // rounding never leaves a scale uncovered
+		size = image.Pt(max(size.X, min(s.X, src.X)), max(size.Y, min(s.Y, src.Y)))
+	}
+	return size
+}
+
+func dominates(s image.Point, scales []image.Point) bool {
+	for _, t := range scales {
+		if t.X > s.X || t.Y > s.Y {
+			return false
+		}
+	}
+	return true
+}

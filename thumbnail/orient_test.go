@@ -3,6 +3,7 @@ package thumbnail
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"image/png"
 	"regexp"
@@ -87,13 +88,28 @@ func TestCrop(t *testing.T) {
 // set's upright one; and, to show the comparison has teeth, must not match that
 // reference turned upside down.
 func TestEXIFOrientationComesOutUpright(t *testing.T) {
-	// Mean absolute differences, 0..255. The jmatsu set is a flat green card with
-	// small labels, so a wrong turn changes only a few per cent of its pixels (3.3
-	// for a mirror image with libvips's softer resampling).
-	const (
-		sameBelow      = 2.5 // two renderings of one picture
-		differentAbove = 3.0 // the picture against a wrong turn of it
-	)
+	thumb := func(t *testing.T, file string) *image.RGBA {
+		spec := Spec{Width: 64, Height: 64, Format: FormatPNG}
+		res, err := Make(context.Background(), readTestdata(t, file), spec)
+		is.New(t).NoErr(err)
+		checkOutput(t, res, spec)
+		img, err := png.Decode(bytes.NewReader(res.Data))
+		is.New(t).NoErr(err)
+		return toRGBA(img)
+	}
+	for set, files := range orientationSets(t) {
+		ref := thumb(t, referenceFile(files))
+		for n, file := range files {
+			t.Run(file, func(t *testing.T) {
+				checkUpright(t, fmt.Sprintf("%s orientation %d", set, n), thumb(t, file), ref)
+			})
+		}
+	}
+}
+
+// orientationSets maps each exif-orientation set of the corpus to its files by
+// orientation.
+func orientationSets(t *testing.T) map[string]map[int]string {
 	sets := map[string]map[int]string{} // set name -> orientation -> file
 	name := regexp.MustCompile(`^exif-orientation/(.+)_(\d)\.(jpg|webp)$`)
 	for _, row := range readManifest(t) {
@@ -108,45 +124,44 @@ func TestEXIFOrientationComesOutUpright(t *testing.T) {
 		sets[m[1]][n] = row.File
 	}
 	is.New(t).Equal(len(sets), 3)
+	return sets
+}
 
-	thumb := func(t *testing.T, file string) *image.RGBA {
-		spec := Spec{Width: 64, Height: 64, Format: FormatPNG}
-		res, err := Make(context.Background(), readTestdata(t, file), spec)
-		is.New(t).NoErr(err)
-		checkOutput(t, res, spec)
-		img, err := png.Decode(bytes.NewReader(res.Data))
-		is.New(t).NoErr(err)
-		return toRGBA(img)
+// referenceFile is a set's upright file. The pillow WebP set has no orientation-1
+// file: its orientation-2 file is the reference, anchored by the JPEG sets (one
+// orient function serves both).
+func referenceFile(files map[int]string) string {
+	if files[1] == "" {
+		return files[2]
 	}
-	for set, files := range sets {
-		// The pillow WebP set has no orientation-1 file: its orientation-2 file is the
-		// reference, anchored by the JPEG sets (one orient function serves both).
-		refFile := files[1]
-		if refFile == "" {
-			refFile = files[2]
+	return files[1]
+}
+
+// checkUpright checks that a thumbnail matches the upright reference made the same
+// way, and that every other turn of the reference with the same shape is much
+// further away: a wrong orientation would not pass.
+func checkUpright(t *testing.T, what string, got, ref *image.RGBA) {
+	t.Helper()
+	// Mean absolute differences, 0..255. The jmatsu set is a flat green card with
+	// small labels, so a wrong turn changes only a few per cent of its pixels (3.3
+	// for a mirror image with libvips's softer resampling).
+	const (
+		sameBelow      = 2.5 // two renderings of one picture
+		differentAbove = 3.0 // the picture against a wrong turn of it
+	)
+	is := is.New(t)
+	is.Equal(got.Rect, ref.Rect) // upright shape
+	upright := meanAbsDiff(got, ref)
+	is.True(upright < sameBelow) // matches the upright picture
+	for turn := 2; turn <= 8; turn++ {
+		wrong := orient(ref, turn)
+		if wrong.Rect != got.Rect {
+			continue
 		}
-		ref := thumb(t, refFile)
-		for n, file := range files {
-			t.Run(file, func(t *testing.T) {
-				is := is.New(t)
-				got := thumb(t, file)
-				is.Equal(got.Rect, ref.Rect) // upright shape
-				upright := meanAbsDiff(got, ref)
-				is.True(upright < sameBelow) // matches the upright picture
-				// Every other turn of the reference that has the same shape is much
-				// further away: a wrong orientation would not pass the check above.
-				for turn := 2; turn <= 8; turn++ {
-					wrong := orient(ref, turn)
-					if wrong.Rect != got.Rect {
-						continue
-					}
-					diff := meanAbsDiff(got, wrong)
-					t.Logf("%s orientation %d: %.1f against upright, %.1f against turn %d", set, n, upright, diff, turn)
-					is.True(diff > differentAbove)
-					is.True(diff > 3*upright)
-				}
-			})
-		}
+		diff := meanAbsDiff(got, wrong)
+		t.Logf("%s: %.1f against upright, %.1f against turn %d", what, upright, diff, turn)
+		is.True(diff > differentAbove)
+		is.True(diff > 3*upright)
 	}
 }
 

@@ -1,6 +1,7 @@
 package thumbnail
 
 import (
+	"bytes"
 	"image"
 	"image/color"
 	"image/draw"
@@ -204,6 +205,13 @@ func clampPremultiplied(m *image.RGBA) {
 		m.Pix[i+1] = min(m.Pix[i+1], a)
 		m.Pix[i+2] = min(m.Pix[i+2], a)
 	}
+}
+
+// cloneRGBA copies m.
+func cloneRGBA(m *image.RGBA) *image.RGBA {
+	out := *m
+	out.Pix = bytes.Clone(m.Pix)
+	return &out
 }
 
 // toRGBA converts any image to a premultiplied *image.RGBA at the origin; the standard

@@ -87,3 +87,6 @@ func (e acceptOnly) Accepts(f Format) bool { return slices.Contains(e, f) }
 func (acceptOnly) Make(context.Context, []byte, Spec) (Result, error) {
 	return Result{}, nil
 }
+func (acceptOnly) MakeSet(context.Context, []byte, []Output, int64) (Set, error) {
+	return Set{}, nil
+}

@@ -53,7 +53,7 @@ func TestSpecValidateReportsEveryProblemAtOnce(t *testing.T) {
 func TestSpecDefaults(t *testing.T) {
 	is := is.New(t)
 	s := Spec{Width: 100}.withDefaults()
-	is.Equal(s, Spec{Width: 100, Fit: FitContain, Format: FormatJPEG, Quality: 80, MaxPixels: 50_000_000})
+	is.Equal(s, Spec{Width: 100, Fit: FitContain, Format: FormatJPEG, Quality: 80, MaxPixels: 50_000_000, Gravity: GravityCenter})
 }
 
 func TestErrorCarriesCodeMessageAndCause(t *testing.T) {

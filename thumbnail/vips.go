@@ -85,70 +85,128 @@ static const char *thumbnailed_loader(VipsImage *image)
 	return loader;
 }
 
-// thumbnailed_build sets up, without running it, the pipeline from the source
-// bytes to the thumbnail's pixels: shrink-on-load to exactly scale_w x scale_h
-// (upright, first frame or page, an embedded ICC profile converted to sRGB), crop,
-// 8-bit sRGB (or grey; CMYK without a profile through libvips's built-in one),
-// alpha flattened onto white when asked, and no metadata. An image without a
-// profile is taken to be sRGB already and is not transformed: a round trip through
-// the built-in sRGB profile moves saturated colours ((0,255,0) comes out (18,253,22)).
-static int thumbnailed_build(const void *buf, size_t len, int has_profile,
-	int scale_w, int scale_h,
-	int crop_x, int crop_y, int crop_w, int crop_h,
-	int flatten, VipsImage **out)
+// thumbnailed_load sets up, without running it, the decode of the source at exactly
+// width x height: shrink-on-load (a JPEG is decoded at 1/2, 1/4 or 1/8 scale inside
+// libjpeg when that still leaves enough pixels), upright, first frame or page, and an
+// embedded ICC profile converted to sRGB. An image without a profile is taken to be
+// sRGB already and is not transformed: a round trip through the built-in sRGB
+// profile moves saturated colours ((0,255,0) comes out (18,253,22)).
+static int thumbnailed_load(const void *buf, size_t len, int has_profile,
+	int width, int height, VipsImage **out)
 {
-	VipsImage *context = vips_image_new();
-	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(context), 6);
-	VipsImage *in;
+	VipsImage *image;
 
 	// fail_on goes to the loader in the option string too: 8.14's
 	// thumbnail_buffer does not pass its own fail_on on to it.
-	if (vips_thumbnail_buffer((void *) buf, len, &t[0], scale_w,
-		"height", scale_h,
+	if (vips_thumbnail_buffer((void *) buf, len, &image, width,
+		"height", height,
 		"size", VIPS_SIZE_FORCE,
 		"export_profile", has_profile ? "srgb" : NULL,
 		"fail_on", VIPS_FAIL_ON_ERROR,
 		"option_string", "[fail_on=error]",
 		NULL))
-		goto fail;
-	in = t[0];
-	if (in->Xsize != scale_w || in->Ysize != scale_h) {
+		return -1;
+	if (image->Xsize != width || image->Ysize != height) {
 		vips_error("thumbnailed", "libvips scaled to %dx%d, not %dx%d",
-			in->Xsize, in->Ysize, scale_w, scale_h);
-		goto fail;
+			image->Xsize, image->Ysize, width, height);
+		g_object_unref(image);
+		return -1;
 	}
-	if (crop_w != scale_w || crop_h != scale_h) {
-		if (vips_extract_area(in, &t[1], crop_x, crop_y, crop_w, crop_h, NULL))
+	*out = image;
+	return 0;
+}
+
+// thumbnailed_resize sets up the scaling of an image to exactly width x height with
+// Lanczos3, premultiplied when it has alpha, as vips_thumbnail does. The same size
+// is the same image.
+static int thumbnailed_resize(VipsImage *in, int width, int height, VipsImage **out)
+{
+	if (in->Xsize == width && in->Ysize == height) {
+		g_object_ref(in);
+		*out = in;
+		return 0;
+	}
+	VipsImage *context = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(context), 5);
+	VipsImage *x = in;
+	int alpha = vips_image_hasalpha(in);
+
+	if (alpha) {
+		if (vips_premultiply(x, &t[0], NULL))
 			goto fail;
-		in = t[1];
+		x = t[0];
+	}
+	if (vips_resize(x, &t[1], (double) width / in->Xsize,
+		"vscale", (double) height / in->Ysize,
+		"kernel", VIPS_KERNEL_LANCZOS3,
+		NULL))
+		goto fail;
+	x = t[1];
+	if (alpha) {
+		if (vips_unpremultiply(x, &t[2], NULL) ||
+			vips_cast(t[2], &t[3], in->BandFmt, NULL))
+			goto fail;
+		x = t[3];
+	}
+	// vips_resize rounds the size its own way: cut or repeat the odd edge pixel.
+	if (x->Xsize != width || x->Ysize != height) {
+		if (vips_embed(x, &t[4], 0, 0, width, height,
+			"extend", VIPS_EXTEND_COPY, NULL))
+			goto fail;
+		x = t[4];
+	}
+	g_object_ref(x);
+	*out = x;
+	g_object_unref(context);
+	return 0;
+
+fail:
+	g_object_unref(context);
+	return -1;
+}
+
+// thumbnailed_finish sets up, without running it, the rest of an output: crop,
+// 8-bit sRGB (or grey; CMYK without a profile through libvips's built-in one), alpha
+// flattened onto white when asked, and no metadata.
+static int thumbnailed_finish(VipsImage *in,
+	int crop_x, int crop_y, int crop_w, int crop_h,
+	int flatten, VipsImage **out)
+{
+	VipsImage *context = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(context), 5);
+
+	if (crop_w != in->Xsize || crop_h != in->Ysize) {
+		if (vips_extract_area(in, &t[0], crop_x, crop_y, crop_w, crop_h, NULL))
+			goto fail;
+		in = t[0];
 	}
 
 	VipsInterpretation want = in->Bands <= 2 ?
 		VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
 	if (in->Type != want || in->BandFmt != VIPS_FORMAT_UCHAR) {
-		if (vips_colourspace(in, &t[2], want, NULL))
+		if (vips_colourspace(in, &t[1], want, NULL))
+			goto fail;
+		in = t[1];
+	}
+	if (in->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (vips_cast(in, &t[2], VIPS_FORMAT_UCHAR, NULL))
 			goto fail;
 		in = t[2];
 	}
-	if (in->BandFmt != VIPS_FORMAT_UCHAR) {
-		if (vips_cast(in, &t[3], VIPS_FORMAT_UCHAR, NULL))
-			goto fail;
-		in = t[3];
-	}
 	if (flatten && vips_image_hasalpha(in)) {
 		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-		int failed = vips_flatten(in, &t[4], "background", white, NULL);
+		int failed = vips_flatten(in, &t[3], "background", white, NULL);
 		vips_area_unref(VIPS_AREA(white));
 		if (failed)
 			goto fail;
-		in = t[4];
+		in = t[3];
 	}
 
 	// The savers' strip option misses some (webpsave in 8.14 keeps EXIF): take every
 	// piece of metadata off the image itself.
-	if (vips_copy(in, &t[5], NULL))
+	if (vips_copy(in, &t[4], NULL))
 		goto fail;
-	in = t[5];
+	in = t[4];
 	gchar **fields = vips_image_get_fields(in);
 	for (int i = 0; fields[i]; i++)
 		if (!vips_isprefix("vips-", fields[i]))
@@ -165,10 +223,93 @@ fail:
 	return -1;
 }
 
-// thumbnailed_render runs the pipeline into target, a memory image. Rendering there
-// first, rather than letting a saver pull the pixels, is what lets a kill stop the
-// decode: libvips checks the kill flag of the image being rendered, and a saver
-// renders an image of its own making.
+// thumbnailed_placeholder sets up what the placeholder is computed from: the output
+// flattened onto white and shrunk by averaging shrink x shrink blocks.
+static int thumbnailed_placeholder(VipsImage *in, int shrink, VipsImage **out)
+{
+	VipsImage *context = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(context), 2);
+
+	if (vips_image_hasalpha(in)) {
+		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
+		int failed = vips_flatten(in, &t[0], "background", white, NULL);
+		vips_area_unref(VIPS_AREA(white));
+		if (failed)
+			goto fail;
+		in = t[0];
+	}
+	if (shrink > 1) {
+		if (vips_shrink(in, &t[1], shrink, shrink, NULL))
+			goto fail;
+		in = t[1];
+	}
+	g_object_ref(in);
+	*out = in;
+	g_object_unref(context);
+	return 0;
+
+fail:
+	g_object_unref(context);
+	return -1;
+}
+
+// thumbnailed_analysis sets up the small copy the interest of an image is
+// measured on (smart crop): flattened onto white, shrunk by averaging shrink x
+// shrink blocks, 8-bit sRGB or grey, so that few pixels need copying into Go.
+static int thumbnailed_analysis(VipsImage *in, int shrink, VipsImage **out)
+{
+	VipsImage *context = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(context), 4);
+
+	if (vips_image_hasalpha(in)) {
+		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
+		int failed = vips_flatten(in, &t[0], "background", white, NULL);
+		vips_area_unref(VIPS_AREA(white));
+		if (failed)
+			goto fail;
+		in = t[0];
+	}
+	if (shrink > 1) {
+		if (vips_shrink(in, &t[1], shrink, shrink, NULL))
+			goto fail;
+		in = t[1];
+	}
+	VipsInterpretation want = in->Bands <= 2 ?
+		VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
+	if (in->Type != want || in->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (vips_colourspace(in, &t[2], want, NULL))
+			goto fail;
+		in = t[2];
+	}
+	if (in->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (vips_cast(in, &t[3], VIPS_FORMAT_UCHAR, NULL))
+			goto fail;
+		in = t[3];
+	}
+	g_object_ref(in);
+	*out = in;
+	g_object_unref(context);
+	return 0;
+
+fail:
+	g_object_unref(context);
+	return -1;
+}
+
+// thumbnailed_pixels points at a rendered 8-bit image's pixels, for Go to copy.
+static const unsigned char *thumbnailed_pixels(VipsImage *image)
+{
+	if (image->BandFmt != VIPS_FORMAT_UCHAR || image->Bands < 1 || image->Bands > 4) {
+		vips_error("thumbnailed", "cannot read %d-band pixels of format %d",
+			image->Bands, image->BandFmt);
+		return NULL;
+	}
+	if (vips_image_wio_input(image))
+		return NULL;
+	return (const unsigned char *) VIPS_IMAGE_ADDR(image, 0, 0);
+}
+
+// thumbnailed_render runs a pipeline into target, a memory image.
 static int thumbnailed_render(VipsImage *in, VipsImage *target)
 {
 	return vips_image_write(in, target);
@@ -201,6 +342,7 @@ import "C"
 
 import (
 	"errors"
+	"image"
 	"runtime"
 	"slices"
 	"strings"
@@ -256,24 +398,25 @@ func vipsError(what string) error {
 
 const maxErrorText = 400
 
-// vipsImage is one pipeline over a source held in Go memory: the source is pinned
-// for as long as libvips may read it, which is until close.
-type vipsImage struct {
+// vipsSource is a job's source held in Go memory for libvips: pinned for as long
+// as libvips may read it, which is until close. It also holds the kill switch: every
+// render of the job goes through render, so a kill reaches whichever is running.
+type vipsSource struct {
 	src    []byte
 	pinner runtime.Pinner
 
-	mu     sync.Mutex
-	image  *C.VipsImage // the last stage of the pipeline, nil once closed
-	target *C.VipsImage // the memory image it is rendered into
+	mu        sync.Mutex
+	killed    bool
+	rendering *C.VipsImage // the memory image being rendered into, if any
 }
 
-func newVipsImage(src []byte) *vipsImage {
-	v := &vipsImage{src: src}
+// hold keeps src for libvips to read, until close. The kill switch works before it.
+func (v *vipsSource) hold(src []byte) {
+	v.src = src
 	v.pinner.Pin(&src[0])
-	return v
 }
 
-func (v *vipsImage) buf() (unsafe.Pointer, C.size_t) {
+func (v *vipsSource) buf() (unsafe.Pointer, C.size_t) {
 	return unsafe.Pointer(&v.src[0]), C.size_t(len(v.src))
 }
 
@@ -286,7 +429,7 @@ type vipsHeader struct {
 }
 
 // header opens the source lazily and reads its header; no pixels are decoded.
-func (v *vipsImage) header() (vipsHeader, error) {
+func (v *vipsSource) header() (vipsHeader, error) {
 	buf, n := v.buf()
 	image := C.thumbnailed_open(buf, n)
 	if image == nil {
@@ -302,58 +445,155 @@ func (v *vipsImage) header() (vipsHeader, error) {
 	}, nil
 }
 
-// build sets up the pipeline for a geometry without running it.
-func (v *vipsImage) build(h vipsHeader, g geometry, flatten bool) error {
+// load sets up, without running it, the decode of the source at exactly size
+// (upright), with shrink-on-load.
+func (v *vipsSource) load(h vipsHeader, size image.Point) (*vipsImage, error) {
 	buf, n := v.buf()
-	var image *C.VipsImage
-	if C.thumbnailed_build(buf, n, cBool(h.HasProfile),
-		C.int(g.Scale.X), C.int(g.Scale.Y),
-		C.int(g.Crop.Min.X), C.int(g.Crop.Min.Y), C.int(g.Crop.Dx()), C.int(g.Crop.Dy()),
-		cBool(flatten), &image) != 0 {
-		return vipsError("setting up the thumbnail")
+	var out *C.VipsImage
+	if C.thumbnailed_load(buf, n, cBool(h.HasProfile), C.int(size.X), C.int(size.Y), &out) != 0 {
+		return nil, vipsError("setting up the decode")
 	}
+	return &vipsImage{out}, nil
+}
+
+var errKilled = errors.New("libvips: the job was stopped")
+
+// render runs a pipeline into a new memory image: the only way this package runs
+// one. Rendering there, rather than letting a saver pull the pixels, is what lets a
+// kill stop the work: libvips checks the kill flag of the image being rendered, and
+// a saver renders an image of its own making.
+func (v *vipsSource) render(in *vipsImage) (*vipsImage, error) {
+	target := C.vips_image_new_memory()
 	v.mu.Lock()
-	v.image, v.target = image, C.vips_image_new_memory()
+	if v.killed {
+		v.mu.Unlock()
+		C.thumbnailed_unref(target)
+		return nil, errKilled
+	}
+	v.rendering = target
 	v.mu.Unlock()
-	return nil
+	failed := C.thumbnailed_render(in.c, target) != 0
+	v.mu.Lock()
+	v.rendering = nil
+	killed := v.killed
+	v.mu.Unlock()
+	if failed || killed {
+		C.thumbnailed_unref(target)
+		if killed {
+			return nil, errKilled
+		}
+		return nil, vipsError("rendering")
+	}
+	return &vipsImage{target}, nil
+}
+
+// kill stops the render under way, if any, and every later one: they fail. Safe to
+// call at any time, from any goroutine.
+func (v *vipsSource) kill() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.killed = true
+	if v.rendering != nil {
+		C.thumbnailed_kill(v.rendering)
+	}
+}
+
+func (v *vipsSource) close() { v.pinner.Unpin() }
+
+// vipsImage is one libvips image held by Go: a pipeline set up but not run, or
+// rendered pixels in memory. close drops it.
+type vipsImage struct{ c *C.VipsImage }
+
+func (m *vipsImage) close() {
+	if m != nil && m.c != nil {
+		C.thumbnailed_unref(m.c)
+		m.c = nil
+	}
+}
+
+func (m *vipsImage) size() image.Point { return image.Pt(int(m.c.Xsize), int(m.c.Ysize)) }
+
+// resize sets up scaling to exactly size with Lanczos3.
+func (m *vipsImage) resize(size image.Point) (*vipsImage, error) {
+	var out *C.VipsImage
+	if C.thumbnailed_resize(m.c, C.int(size.X), C.int(size.Y), &out) != 0 {
+		return nil, vipsError("setting up the resize")
+	}
+	return &vipsImage{out}, nil
+}
+
+// finish sets up the crop, 8-bit sRGB or grey, flattening when asked, and no metadata.
+func (m *vipsImage) finish(crop image.Rectangle, flatten bool) (*vipsImage, error) {
+	var out *C.VipsImage
+	if C.thumbnailed_finish(m.c, C.int(crop.Min.X), C.int(crop.Min.Y), C.int(crop.Dx()), C.int(crop.Dy()),
+		cBool(flatten), &out) != 0 {
+		return nil, vipsError("setting up the thumbnail")
+	}
+	return &vipsImage{out}, nil
+}
+
+// analysisPixels sets up the copy smart crop measures interest on: shrunk
+// by averaging k x k blocks, flattened, 8-bit.
+func (m *vipsImage) analysisPixels(k int) (*vipsImage, error) {
+	var out *C.VipsImage
+	if C.thumbnailed_analysis(m.c, C.int(k), &out) != 0 {
+		return nil, vipsError("setting up the measure of interest")
+	}
+	return &vipsImage{out}, nil
+}
+
+// placeholderPixels sets up the copy a placeholder is computed from: flattened onto
+// white and shrunk as placeholderCopy does, so that only a few thousand pixels need
+// copying into Go memory.
+func (m *vipsImage) placeholderPixels() (*vipsImage, error) {
+	var out *C.VipsImage
+	if C.thumbnailed_placeholder(m.c, C.int(placeholderShrink(m.size())), &out) != 0 {
+		return nil, vipsError("setting up the placeholder")
+	}
+	return &vipsImage{out}, nil
+}
+
+// pixels copies a rendered 8-bit image (grey or sRGB, with or without alpha) into
+// Go memory as premultiplied RGBA.
+func (m *vipsImage) pixels() (*image.RGBA, error) {
+	data := C.thumbnailed_pixels(m.c)
+	if data == nil {
+		return nil, vipsError("reading the pixels")
+	}
+	bands := int(m.c.Bands)
+	size := m.size()
+	src := unsafe.Slice((*byte)(unsafe.Pointer(data)), size.X*size.Y*bands)
+	dst := image.NewRGBA(image.Rectangle{Max: size})
+	for i := range size.X * size.Y {
+		p, q := src[i*bands:i*bands+bands], dst.Pix[4*i:4*i+4]
+		switch bands {
+		case 1, 2:
+			q[0], q[1], q[2], q[3] = p[0], p[0], p[0], 0xff
+		default:
+			q[0], q[1], q[2], q[3] = p[0], p[1], p[2], 0xff
+		}
+		if bands == 2 || bands == 4 {
+			a := uint32(p[bands-1])
+			q[3] = uint8(a)
+			for c := range 3 {
+				q[c] = uint8((uint32(q[c])*a + 127) / 255)
+			}
+		}
+	}
+	return dst, nil
 }
 
 var saveFormats = map[Format]C.int{FormatJPEG: C.SAVE_JPEG, FormatPNG: C.SAVE_PNG, FormatWebP: C.SAVE_WEBP}
 
-// save runs the pipeline, which is where the source is decoded, and encodes the result.
-func (v *vipsImage) save(format Format, quality int) ([]byte, error) {
-	if C.thumbnailed_render(v.image, v.target) != 0 {
-		return nil, vipsError("making the thumbnail")
-	}
+// save encodes a rendered image with no metadata.
+func (m *vipsImage) save(format Format, quality int) ([]byte, error) {
 	var out unsafe.Pointer
 	var n C.size_t
-	if C.thumbnailed_save(v.target, saveFormats[format], C.int(quality), &out, &n) != 0 {
+	if C.thumbnailed_save(m.c, saveFormats[format], C.int(quality), &out, &n) != 0 {
 		return nil, vipsError("encoding the thumbnail")
 	}
 	defer C.g_free(C.gpointer(out))
 	return C.GoBytes(out, C.int(n)), nil
-}
-
-// kill asks a running save to stop; it then fails. Safe to call at any time, from
-// any goroutine.
-func (v *vipsImage) kill() {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.target != nil {
-		C.thumbnailed_kill(v.target)
-	}
-}
-
-func (v *vipsImage) close() {
-	v.mu.Lock()
-	for _, image := range []**C.VipsImage{&v.image, &v.target} {
-		if *image != nil {
-			C.thumbnailed_unref(*image)
-			*image = nil
-		}
-	}
-	v.mu.Unlock()
-	v.pinner.Unpin()
 }
 
 func cBool(b bool) C.int {

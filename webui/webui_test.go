@@ -57,7 +57,9 @@ func startUI(t *testing.T, password, namespace string, pool *redis.Pool, hosts .
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, testLogger(t), Config{Password: password, Hosts: hosts}, namespace, pool, ln) }()
+	go func() {
+		done <- serve(ctx, testLogger(t), Config{Password: password, Hosts: hosts}, namespace, pool, ln)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -57,6 +57,9 @@ type entry struct {
 	ID         string         `json:"id"`
 	EnqueuedAt int64          `json:"t"`
 	Args       map[string]any `json:"args"`
+	Fails      int64          `json:"fails,omitempty"`
+	LastErr    string         `json:"err,omitempty"`
+	FailedAt   int64          `json:"failed_at,omitempty"`
 }
 
 // Entry is w as a gocraft/work job on its queue.
@@ -73,6 +76,17 @@ func (q Queue) Entry(w jobs.Work) jobs.Push {
 	_, _ = rand.Read(id)
 	payload, _ := json.Marshal(entry{Name: name, ID: hex.EncodeToString(id), EnqueuedAt: q.now().Unix(), Args: args})
 	return jobs.Push{List: q.list(name), Payload: string(payload)}
+}
+
+// dead is w as an entry of gocraft/work's dead set (key and member), failed
+// with reason, the way the library writes a job that failed for good.
+func (q Queue) dead(w jobs.Work, reason string) (key, member string) {
+	var e entry
+	_ = json.Unmarshal([]byte(q.Entry(w).Payload), &e)
+	now := q.now().Unix()
+	e.Fails, e.LastErr, e.FailedAt = 1, reason, now
+	b, _ := json.Marshal(e)
+	return q.ns + ":dead", string(b)
 }
 
 // list is gocraft/work's queue of a job type.

@@ -91,7 +91,13 @@ func (w *Worker) Run(ctx context.Context, id string) error {
 	}
 	if fail.transient && job.Retries+1 < w.cfg.RetrySchedule.Attempts() {
 		delay, _ := w.cfg.RetrySchedule.Delay(job.Retries + 1)
-		if _, err := w.store.Retry(rctx, id, delay); err != nil {
+		_, err := w.store.Retry(rctx, id, delay)
+		if errors.Is(err, jobs.ErrNotFound) {
+			log.Info("job erased while it ran")
+			w.dropImages(rctx, log, id)
+			return nil
+		}
+		if err != nil {
 			log.Error("could not schedule the retry", "error", err)
 			return err
 		}
@@ -154,66 +160,70 @@ func (w *Worker) dropImages(ctx context.Context, log *slog.Logger, id string) {
 	}
 }
 
-// make fetches the source, makes the images and stores them.
+// make fetches the source, makes every output from one decode, and stores them.
 func (w *Worker) make(ctx context.Context, job *jobs.Job) (jobs.Result, *failure) {
 	src, fail := w.source(ctx, job)
 	if fail != nil {
 		return jobs.Result{}, fail
 	}
-	out := job.Request.Outputs[0]
-	spec := thumbnail.Spec{
-		Width:     out.Width,
-		Height:    out.Height,
-		Fit:       thumbnail.Fit(out.Fit),
-		Enlarge:   out.Enlarge,
-		Format:    thumbnail.Format(out.Format),
-		Quality:   out.Quality,
-		MaxPixels: w.cfg.MaxPixels,
+	outputs := make([]thumbnail.Output, len(job.Request.Outputs))
+	for i, o := range job.Request.Outputs {
+		outputs[i] = thumbnail.Output{Name: o.Name, Width: o.Width, Height: o.Height, Fit: thumbnail.Fit(o.Fit),
+			Enlarge: o.Enlarge, Gravity: thumbnail.Gravity(o.Gravity), Format: thumbnail.Format(o.Format), Quality: o.Quality}
+		if o.Focal != nil {
+			outputs[i].Focal = &thumbnail.Point{X: o.Focal.X, Y: o.Focal.Y}
+		}
 	}
-	res, err := w.makeThumbnail(ctx, src, spec)
+	set, err := w.makeSet(ctx, src, outputs)
 	if err != nil {
 		return jobs.Result{}, pipelineFailure(err)
 	}
-	for stage, d := range res.Timings {
+	for stage, d := range set.Timings {
 		w.metrics.Stage(stage, d)
 	}
-	name := jobs.BlobName(out.Name, string(res.Format))
-	if _, err := w.blobs.Put(ctx, job.ID, name, bytes.NewReader(res.Data), job.ExpiresAt); err != nil {
-		return jobs.Result{}, storeFailure(ctx, err)
-	}
-	sum := sha256.Sum256(res.Data)
-	return jobs.Result{
-		Outputs: []jobs.OutputResult{{
+	w.metrics.Outputs(len(set.Outputs))
+	result := jobs.Result{Engine: set.Engine,
+		Placeholder: &jobs.Placeholder{BlurHash: set.Placeholder.BlurHash, DominantColor: set.Placeholder.DominantColor}}
+	// The record will expire the TTL after the job ends, about now.
+	expires := time.Now().Add(w.cfg.ResultTTL + jobs.BlobMargin)
+	for _, out := range set.Outputs {
+		w.metrics.Encode(string(out.Format), out.EncodeTime)
+		name := jobs.BlobName(out.Name, string(out.Format))
+		if _, err := w.blobs.Put(ctx, job.ID, name, bytes.NewReader(out.Data), expires); err != nil {
+			return jobs.Result{}, storeFailure(ctx, err)
+		}
+		sum := sha256.Sum256(out.Data)
+		result.Outputs = append(result.Outputs, jobs.OutputResult{
 			Name:        out.Name,
-			Width:       res.Width,
-			Height:      res.Height,
-			Format:      string(res.Format),
-			ContentType: res.ContentType,
-			Bytes:       len(res.Data),
+			Width:       out.Width,
+			Height:      out.Height,
+			Format:      string(out.Format),
+			ContentType: out.ContentType,
+			Bytes:       len(out.Data),
 			ETag:        hex.EncodeToString(sum[:16]),
-		}},
-		Engine: res.Engine,
-	}, nil
+		})
+	}
+	return result, nil
 }
 
-// makeThumbnail runs the pipeline but stops waiting at the job's deadline:
-// a decoder in the middle of a huge image does not look at the context, and
+// makeSet runs the pipeline but stops waiting at the job's deadline: a
+// decoder in the middle of a huge image does not look at the context, and
 // the job must end with "timeout" rather than run on.
-func (w *Worker) makeThumbnail(ctx context.Context, src []byte, spec thumbnail.Spec) (thumbnail.Result, error) {
+func (w *Worker) makeSet(ctx context.Context, src []byte, outputs []thumbnail.Output) (thumbnail.Set, error) {
 	type outcome struct {
-		res thumbnail.Result
+		set thumbnail.Set
 		err error
 	}
 	ch := make(chan outcome, 1)
 	go func() {
-		res, err := w.engine.Make(ctx, src, spec)
-		ch <- outcome{res, err}
+		set, err := w.engine.MakeSet(ctx, src, outputs, w.cfg.MaxPixels)
+		ch <- outcome{set, err}
 	}()
 	select {
 	case o := <-ch:
-		return o.res, o.err
+		return o.set, o.err
 	case <-ctx.Done():
-		return thumbnail.Result{}, ctx.Err()
+		return thumbnail.Set{}, ctx.Err()
 	}
 }
 

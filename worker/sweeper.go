@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -95,8 +96,33 @@ func (s *sweeper) takeBack(ctx context.Context, l jobs.Lease) {
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		_ = s.w.store.DropLease(ctx, l)
+	case errors.Is(err, jobs.ErrDeliveryFailed):
+		s.bury(ctx, log, l, err)
 	case err != nil:
 		log.Warn("sweeper could not take back a delivery attempt", "error", err)
+	}
+}
+
+// bury puts a delivery that failed for good on an interrupted attempt into
+// gocraft/work's dead set, as a handler that fails does, so that the web
+// UI shows it and its retry redelivers.
+func (s *sweeper) bury(ctx context.Context, log *slog.Logger, l jobs.Lease, cause error) {
+	job, err := s.w.store.Get(ctx, l.JobID)
+	if err != nil {
+		return
+	}
+	d := job.Delivery(l.Kind)
+	if d == nil {
+		return
+	}
+	key, entry := s.w.queue.dead(jobs.Work{Kind: l.Kind, JobID: l.JobID, Attempt: d.Attempts, Redeliver: true}, cause.Error())
+	conn, err := s.w.redis.Pool.GetContext(ctx)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if _, err := redis.DoContext(conn, ctx, "ZADD", key, s.now().Unix(), entry); err != nil {
+		log.Warn("could not add the failed delivery to the dead set", "error", err)
 	}
 }
 

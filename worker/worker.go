@@ -86,6 +86,7 @@ type Worker struct {
 	engine    thumbnail.Engine
 	metrics   *metrics.Metrics
 	lanes     []*lane
+	queue     Queue
 	leases    *leases
 	sweeper   *sweeper
 
@@ -108,7 +109,7 @@ func New(logger *slog.Logger, cfg Config, r Redis, store *jobs.Store, fetcher Fe
 		cfg.RetrySchedule = DefaultRetrySchedule
 	}
 	w := &Worker{log: logger, cfg: cfg, redis: r, store: store, fetcher: fetcher, blobs: blobs,
-		deliverer: deliverer, engine: engine, metrics: m}
+		deliverer: deliverer, engine: engine, metrics: m, queue: NewQueue(cfg.Namespace)}
 	w.leases = newLeases(store, cfg.StaleAfter, logger)
 	w.sweeper = newSweeper(w)
 	for range max(cfg.Concurrency, 1) {
@@ -168,6 +169,10 @@ func (w *Worker) handleDelivery(j *work.Job) error {
 		w.log.Info("redelivery queued from the dead set", "job_id", id, "channel", channel)
 		return nil
 	}
+	// The attempt's lease (taken when the deliverer claims it) is renewed
+	// while it runs, so a slow receiver is not taken for a dead worker.
+	release := w.leases.hold(channel, id)
+	defer release()
 	err := w.deliverer.Deliver(ctx, channel, id, attempt)
 	if errors.Is(err, jobs.ErrDeliveryFailed) {
 		j.Args[argRedeliver] = "1"

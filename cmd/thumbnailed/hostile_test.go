@@ -196,16 +196,11 @@ func hostileFileServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 // hostileImageBytes GETs a job's thumbnail as bytes.
 func hostileImageBytes(t *testing.T, svc *service, id string) ([]byte, string) {
 	t.Helper()
-	resp, err := http.Get(svc.URL + "/v1/thumbnails/" + id + "/image")
-	if err != nil {
-		t.Fatal(err)
+	r := svc.Do(t, http.MethodGet, "/v1/thumbnails/"+id+"/image", nil, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET image of %s: %d %s", id, r.Status, r.Body)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET image of %s: %d %s", id, resp.StatusCode, b)
-	}
-	return b, resp.Header.Get("Content-Type")
+	return r.Body, r.Header.Get("Content-Type")
 }
 
 // hostileJPEGMetadata lists the metadata segments of a JPEG (APP1..APP15, COM): an
@@ -247,38 +242,38 @@ func TestHostileFilesAreRefusedOrFailWithASpecificCode(t *testing.T) {
 		want := hostileWants[row.File]
 		data := readFile(t, row.File)
 
-		resp := upload(t, svc, nil, data, map[string]string{"width": "64"})
+		r := svc.Upload(t, data, map[string]string{"width": "64"}, nil)
 		if want.atSubmit {
-			p := decode[problemJSON](t, resp)
 			wantStatus := http.StatusUnprocessableEntity
 			if want.code == "unsupported_format" {
 				wantStatus = http.StatusUnsupportedMediaType
 			}
-			if resp.StatusCode != wantStatus || p.Code != want.code || p.Detail == "" || resp.Header.Get("Content-Type") != "application/problem+json" {
-				t.Errorf("upload %s: %d %q %q, want %d %s with a detail", row.File, resp.StatusCode, p.Code, p.Detail, wantStatus, want.code)
+			if r.Status != wantStatus || r.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("upload %s: %d %s, want %d %s", row.File, r.Status, r.Body, wantStatus, want.code)
+			} else if p := r.Problem(t); p.Code != want.code || p.Detail == "" {
+				t.Errorf("upload %s: %d %q %q, want %d %s with a detail", row.File, r.Status, p.Code, p.Detail, wantStatus, want.code)
 			}
 			refused++
 		} else {
-			if resp.StatusCode != http.StatusAccepted {
-				t.Errorf("upload %s: %d %+v, want 202", row.File, resp.StatusCode, decode[problemJSON](t, resp))
+			if r.Status != http.StatusAccepted {
+				t.Errorf("upload %s: %d %s, want 202", row.File, r.Status, r.Body)
 			} else {
-				pending = append(pending, submitted{row, "upload", decode[jobJSON](t, resp).ID})
+				pending = append(pending, submitted{row, "upload", r.Job(t).ID})
 			}
 		}
 
-		resp = postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 64}`, src.URL+"/"+row.File))
-		if resp.StatusCode != http.StatusAccepted {
-			t.Errorf("url %s: %d, want 202", row.File, resp.StatusCode)
-			resp.Body.Close()
+		r = svc.Submit(t, map[string]any{"url": src.URL + "/" + row.File, "width": 64}, nil)
+		if r.Status != http.StatusAccepted {
+			t.Errorf("url %s: %d, want 202", row.File, r.Status)
 			continue
 		}
-		pending = append(pending, submitted{row, "url", decode[jobJSON](t, resp).ID})
+		pending = append(pending, submitted{row, "url", r.Job(t).ID})
 	}
 
 	thumbnails := 0
 	for _, s := range pending {
 		want := hostileWants[s.row.File]
-		job := waitEnded(t, svc, nil, s.id) // never stuck: each ends within 60 s
+		job := svc.WaitEnded(t, s.id, jobTimeout) // never stuck: each ends within 60 s
 		name := s.via + " " + s.row.File
 		if job.Error != nil && (job.Error.Code == "internal_error" || job.Error.Code == "worker_crashed") {
 			t.Errorf("%s: %s %q; hostile input must get a code that names its fault", name, job.Error.Code, job.Error.Message)
@@ -309,13 +304,9 @@ func TestHostileFilesAreRefusedOrFailWithASpecificCode(t *testing.T) {
 			continue
 		}
 		// The failure is visible on the image too.
-		resp, err := http.Get(svc.URL + "/v1/thumbnails/" + job.ID + "/image")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := decode[problemJSON](t, resp)
-		if resp.StatusCode != http.StatusConflict || p.Code != want.code {
-			t.Errorf("%s: GET image answered %d %s, want 409 %s", name, resp.StatusCode, p.Code, want.code)
+		r := svc.Do(t, http.MethodGet, "/v1/thumbnails/"+job.ID+"/image", nil, nil)
+		if r.Status != http.StatusConflict || r.Problem(t).Code != want.code {
+			t.Errorf("%s: GET image answered %d %s, want 409 %s", name, r.Status, r.Body, want.code)
 		}
 	}
 	t.Logf("%d files: %d uploads refused at submit, %d jobs ended (%d with a thumbnail)", len(rows), refused, len(pending), thumbnails)
@@ -326,9 +317,7 @@ func TestHostileFilesAreRefusedOrFailWithASpecificCode(t *testing.T) {
 	is.True(!strings.Contains(svc.Logs.String(), "panic"))
 
 	// And a good image is still served.
-	resp := upload(t, svc, nil, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "50"})
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	job := waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+	job := svc.WaitEnded(t, accepted(t, svc.Upload(t, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "50"}, nil)).ID, jobTimeout)
 	is.Equal(job.Status, "succeeded")
 }
 
@@ -390,9 +379,7 @@ func TestHostileSourceLargerThanTheLimitFailsSourceTooLarge(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			is := is.New(t)
 			src := newHostileStreamServer(t)
-			resp := postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 64}`, src.URL+"/big.jpg"+c.query))
-			is.Equal(resp.StatusCode, http.StatusAccepted)
-			job := waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+			job := svc.WaitEnded(t, svc.submitURL(t, src.URL+"/big.jpg"+c.query, 64).ID, jobTimeout)
 			is.Equal(job.Status, "failed")
 			is.Equal(job.Error.Code, "source_too_large")
 			is.True(strings.Contains(job.Error.Message, fmt.Sprint(limit))) // the message names the limit
@@ -411,10 +398,13 @@ func TestHostileSourceLargerThanTheLimitFailsSourceTooLarge(t *testing.T) {
 		})
 	}
 
-	// An upload over the limit is refused while it streams in.
-	resp := upload(t, svc, nil, bytes.Repeat([]byte{0xff}, limit+1), map[string]string{"width": "64"})
-	is.Equal(resp.StatusCode, http.StatusRequestEntityTooLarge)
-	is.Equal(decode[problemJSON](t, resp).Code, "upload_too_large")
+	// An upload over the limit is refused while it streams in. (Its first
+	// bytes are an image: bytes that are not are refused sooner, 415, by
+	// the sniff of the first bytes that comes before the streaming.)
+	big := append(readFile(t, "go-video-001.jpeg"), make([]byte, limit)...)
+	r := svc.Upload(t, big, map[string]string{"width": "64"}, nil)
+	is.Equal(r.Status, http.StatusRequestEntityTooLarge)
+	is.Equal(r.Problem(t).Code, "upload_too_large")
 }
 
 // hostileParts is a multipart body of small fields with names never seen
@@ -442,16 +432,11 @@ func TestHostileChunkedUploadIsCutOffAtTheLimit(t *testing.T) {
 	svc := startService(t, "all", map[string]string{"THUMBNAILED_MAX_UPLOAD_BYTES": fmt.Sprint(limit)})
 	body := &hostileParts{}
 	body.max.Store(256 << 20)
-	req, _ := http.NewRequest(http.MethodPost, svc.URL+"/v1/thumbnails", body)
-	req.Header.Set("Content-Type", "multipart/form-data; boundary=b")
-	is.Equal(req.ContentLength, int64(0)) // unknown: sent chunked
-
-	resp, err := http.DefaultClient.Do(req)
-	is.NoErr(err)
-	p := decode[problemJSON](t, resp)
-	t.Logf("sent %d bytes of a 256 MiB stream with a %d-byte limit; answered %d %s", body.sent.Load(), limit, resp.StatusCode, p.Code)
-	is.Equal(resp.StatusCode, http.StatusRequestEntityTooLarge)
-	is.Equal(p.Code, "upload_too_large")
+	// A body of unknown length: sent chunked.
+	r := svc.Do(t, http.MethodPost, "/v1/thumbnails", body, http.Header{"Content-Type": {"multipart/form-data; boundary=b"}})
+	t.Logf("sent %d bytes of a 256 MiB stream with a %d-byte limit; answered %d %s", body.sent.Load(), limit, r.Status, r.Body)
+	is.Equal(r.Status, http.StatusRequestEntityTooLarge)
+	is.Equal(r.Problem(t).Code, "upload_too_large")
 	is.True(body.sent.Load() < 32<<20) // the limit and socket buffers, not the whole stream
 }
 
@@ -489,12 +474,10 @@ func TestHostileSlowSourceOverrunsTheJobTimeout(t *testing.T) {
 	start := time.Now()
 	var ids []string
 	for _, path := range []string{"/trickle.jpg", "/silent.jpg"} {
-		resp := postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 64}`, src.URL+path))
-		is.Equal(resp.StatusCode, http.StatusAccepted)
-		ids = append(ids, decode[jobJSON](t, resp).ID)
+		ids = append(ids, svc.submitURL(t, src.URL+path, 64).ID)
 	}
 	for _, id := range ids {
-		job := waitEnded(t, svc, nil, id)
+		job := svc.WaitEnded(t, id, jobTimeout)
 		is.Equal(job.Status, "failed")
 		is.Equal(job.Error.Code, "timeout")
 		is.True(job.Error.Message != "")
@@ -513,9 +496,7 @@ func TestHostileSlowSourceOverrunsTheJobTimeout(t *testing.T) {
 	}
 
 	// And the service still makes thumbnails.
-	resp := upload(t, svc, nil, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "50"})
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	is.Equal(waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID).Status, "succeeded")
+	is.Equal(svc.WaitEnded(t, accepted(t, svc.Upload(t, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "50"}, nil)).ID, jobTimeout).Status, "succeeded")
 }
 
 // hostileGIFFrames composes every frame of an animated GIF onto its canvas, as a
@@ -563,13 +544,11 @@ func TestHostileAnimatedImagesGiveTheFirstFrame(t *testing.T) {
 		t.Run(c.file, func(t *testing.T) {
 			is := is.New(t)
 			// PNG out at the source's size: a comparison without resampling or JPEG loss.
-			resp := upload(t, svc, nil, readFile(t, c.file), map[string]string{"width": fmt.Sprint(c.size), "format": "png"})
-			is.Equal(resp.StatusCode, http.StatusAccepted)
-			job := waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+			job := svc.WaitEnded(t, accepted(t, svc.Upload(t, readFile(t, c.file), map[string]string{"width": fmt.Sprint(c.size), "format": "png"}, nil)).ID, jobTimeout)
 			if job.Status != "succeeded" {
 				t.Fatalf("%s %+v, want the first frame as a thumbnail", job.Status, job.Error)
 			}
-			img, format, _ := getImage(t, svc, job.ID)
+			img, format, _ := svc.image(t, job.Result.ImageURL)
 			is.Equal(format, "png")
 			is.Equal(img.Bounds().Size(), image.Pt(c.size, c.size))
 			first, later := meanDiff(img, c.frames[0]), meanDiff(img, c.frames[1])
@@ -625,18 +604,13 @@ func TestHostilePeakHeap(t *testing.T) {
 	var ids []string
 	for _, row := range rows {
 		// Through the worker by URL, and through the API's header check by upload.
-		resp := postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 256}`, src.URL+"/"+row.File))
-		is.Equal(resp.StatusCode, http.StatusAccepted)
-		ids = append(ids, decode[jobJSON](t, resp).ID)
-		resp = upload(t, svc, nil, readFile(t, row.File), map[string]string{"width": "256"})
-		if resp.StatusCode == http.StatusAccepted {
-			ids = append(ids, decode[jobJSON](t, resp).ID)
-		} else {
-			resp.Body.Close()
+		ids = append(ids, svc.submitURL(t, src.URL+"/"+row.File, 256).ID)
+		if r := svc.Upload(t, readFile(t, row.File), map[string]string{"width": "256"}, nil); r.Status == http.StatusAccepted {
+			ids = append(ids, r.Job(t).ID)
 		}
 	}
 	for _, id := range ids {
-		job := waitEnded(t, svc, nil, id)
+		job := svc.WaitEnded(t, id, jobTimeout)
 		is.True(job.Error == nil || job.Error.Code != "internal_error")
 	}
 	heap.Stop()

@@ -3,149 +3,130 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
-	"fmt"
 	"image"
 	"io"
 	"mime"
 	"mime/multipart"
+	"mime/quotedprintable"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testapi"
 	"github.com/thumbnailed/thumbnailed/internal/testsmtp"
 	"github.com/thumbnailed/thumbnailed/webhook"
 )
 
-// event is a callback body as a receiver reads it.
-type event struct {
-	Type      string `json:"type"`
-	Timestamp string `json:"timestamp"`
-	Data      struct {
-		jobJSON
-		Image *struct {
-			ContentType string `json:"content_type"`
-			Base64      string `json:"base64"`
-		} `json:"image"`
-	} `json:"data"`
-}
+// pushTimeout bounds how long a test waits for a push.
+const pushTimeout = 30 * time.Second
 
-// receiver is a client's server: it verifies every callback's signature
-// and keeps the events by webhook-id.
-type receiver struct {
-	mu     sync.Mutex
-	events map[string][]event
-	bad    int
-}
-
-func newReceiver(t *testing.T, secret string) (*receiver, *httptest.Server) {
-	rc := &receiver{events: map[string][]event{}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		if err := webhook.Verify(secret, r.Header, body, 5*time.Minute); err != nil {
-			rc.bad++
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
-		var e event
-		if err := json.Unmarshal(body, &e); err != nil {
-			rc.bad++
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		id := r.Header.Get("webhook-id")
-		rc.events[id] = append(rc.events[id], e)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(srv.Close)
-	return rc, srv
-}
-
-// eventFor waits for the callback of job id.
-func (rc *receiver) eventFor(t *testing.T, id string) event {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		rc.mu.Lock()
-		for _, evs := range rc.events {
-			if len(evs) > 0 && evs[0].Data.ID == id {
-				rc.mu.Unlock()
-				return evs[0]
-			}
-		}
-		rc.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no callback for job %s within 30s", id)
-	return event{}
+// email is a message as a reader sees it: its header and its leaf parts.
+type email struct {
+	Header mail.Header
+	Parts  []mailPart
 }
 
 // mailFor waits for the email about job id.
-func mailFor(t *testing.T, smtp *testsmtp.Server, id string) (*mail.Message, []byte) {
+func mailFor(t *testing.T, smtp *testsmtp.Server, id string) email {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var found []byte
+	if !testapi.Eventually(pushTimeout, func() bool {
 		for _, m := range smtp.Received() {
 			if bytes.Contains(m.Data, []byte(id)) {
-				msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return msg, m.Data
+				found = m.Data
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("no email about job %s within %s", id, pushTimeout)
 	}
-	t.Fatalf("no email about job %s within 30s", id)
-	return nil, nil
+	msg, err := mail.ReadMessage(bytes.NewReader(found))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return email{Header: msg.Header, Parts: mailParts(t, msg)}
 }
 
-// inlineImage finds the image part referenced by cid in the HTML body.
-func inlineImage(t *testing.T, msg *mail.Message) image.Image {
+// mailPart is one leaf part of an email, decoded.
+type mailPart struct {
+	ContentType string
+	Header      header
+	Data        []byte
+}
+
+// header is a part's header (textproto.MIMEHeader, mail.Header).
+type header interface{ Get(string) string }
+
+// mailParts walks an email's MIME tree and returns its leaf parts, with
+// their transfer encoding undone.
+func mailParts(t *testing.T, msg *mail.Message) []mailPart {
 	t.Helper()
-	var found image.Image
-	var walk func(r io.Reader, contentType string)
-	walk = func(r io.Reader, contentType string) {
-		mt, params, err := mime.ParseMediaType(contentType)
+	var parts []mailPart
+	var walk func(r io.Reader, h header)
+	walk = func(r io.Reader, h header) {
+		mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
 		if err != nil {
-			return
+			mt = "text/plain"
 		}
-		if !strings.HasPrefix(mt, "multipart/") {
-			return
-		}
-		mr := multipart.NewReader(r, params["boundary"])
-		for {
-			p, err := mr.NextPart()
-			if err != nil {
-				return
-			}
-			ct := p.Header.Get("Content-Type")
-			if strings.HasPrefix(ct, "multipart/") {
-				walk(p, ct)
-				continue
-			}
-			if strings.HasPrefix(ct, "image/") && p.Header.Get("Content-ID") != "" && found == nil {
-				data, _ := io.ReadAll(base64.NewDecoder(base64.StdEncoding, p))
-				img, _, err := image.Decode(bytes.NewReader(data))
-				if err == nil {
-					found = img
+		if strings.HasPrefix(mt, "multipart/") {
+			mr := multipart.NewReader(r, params["boundary"])
+			for {
+				p, err := mr.NextPart()
+				if err != nil {
+					return
 				}
+				walk(p, p.Header)
 			}
 		}
+		// (A multipart.Part undoes quoted-printable itself and drops the header.)
+		switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+		case "base64":
+			r = base64.NewDecoder(base64.StdEncoding, r)
+		case "quoted-printable":
+			r = quotedprintable.NewReader(r)
+		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("read a %s part: %v", mt, err)
+		}
+		parts = append(parts, mailPart{ContentType: mt, Header: h, Data: data})
 	}
-	walk(msg.Body, msg.Header.Get("Content-Type"))
-	if found == nil {
-		t.Fatal("the email has no inline image")
+	walk(msg.Body, msg.Header)
+	return parts
+}
+
+// mailText is the email's text/plain part.
+func mailText(t *testing.T, msg email) string {
+	t.Helper()
+	for _, p := range msg.Parts {
+		if p.ContentType == "text/plain" {
+			return string(p.Data)
+		}
 	}
-	return found
+	t.Fatal("the email has no text part")
+	return ""
+}
+
+// inlineImage is the image part the HTML refers to by cid.
+func inlineImage(t *testing.T, msg email) (image.Image, mailPart) {
+	t.Helper()
+	for _, p := range msg.Parts {
+		if strings.HasPrefix(p.ContentType, "image/") && p.Header.Get("Content-ID") != "" {
+			img, _, err := image.Decode(bytes.NewReader(p.Data))
+			if err != nil {
+				t.Fatalf("the inline image does not decode: %v", err)
+			}
+			return img, p
+		}
+	}
+	t.Fatal("the email has no inline image")
+	return nil, mailPart{}
 }
 
 func TestPushDeliveryByEmailAndCallback(t *testing.T) {
@@ -153,30 +134,33 @@ func TestPushDeliveryByEmailAndCallback(t *testing.T) {
 	secret, err := webhook.NewSecret()
 	is.NoErr(err)
 	smtp := testsmtp.New(t)
-	rc, hook := newReceiver(t, secret)
+	rc := testapi.NewReceiver(t, secret)
 	key := "push-test-key-0123456789"
+	const public = "https://thumbs.example.com"
 	svc := startService(t, "all", map[string]string{
 		"THUMBNAILED_SMTP_URL":       smtp.URL(),
 		"THUMBNAILED_API_KEYS":       key,
 		"THUMBNAILED_WEBHOOK_SECRET": secret,
 		"THUMBNAILED_MAIL_FROM":      "thumbs@thumbnailed.test",
+		"THUMBNAILED_PUBLIC_URL":     public,
 	})
-	auth := http.Header{"Authorization": {"Bearer " + key}}
+	c := svc.WithKey(key)
 
 	// A job that succeeds reaches the inbox and the client's server.
-	resp := upload(t, svc, auth, readFile(t, "Storm.jpg"), map[string]string{
-		"width": "120", "email": "mary@example.com", "callback_url": hook.URL + "/hooks/thumbs?token=s3cret",
-	})
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	accepted := decode[jobJSON](t, resp)
-	is.Equal(len(accepted.Deliveries), 2)
-	for _, d := range accepted.Deliveries {
+	job := accepted(t, c.Upload(t, readFile(t, "Storm.jpg"), map[string]string{
+		"width": "120", "email": "mary@example.com", "callback_url": rc.URL + "/hooks/thumbs?token=s3cret",
+	}, nil))
+	is.Equal(len(job.Deliveries), 2)
+	for _, d := range job.Deliveries {
 		is.Equal(d.Status, "pending")
 		is.True(!strings.Contains(d.Target, "mary@"))  // the address is masked
 		is.True(!strings.Contains(d.Target, "s3cret")) // and the callback's query dropped
 	}
 
-	ev := rc.eventFor(t, accepted.ID)
+	cb := rc.Wait(t, job.ID, 1, pushTimeout)[0]
+	is.True(cb.Signed) // the signature verifies with the secret
+	is.Equal(cb.ID, "msg_"+job.ID)
+	ev := cb.Event
 	is.Equal(ev.Type, "thumbnail.succeeded")
 	is.Equal(ev.Data.Status, "succeeded")
 	is.Equal(ev.Data.Result.Width, 120)
@@ -186,55 +170,45 @@ func TestPushDeliveryByEmailAndCallback(t *testing.T) {
 	is.NoErr(err)
 	cfg, _, err := image.DecodeConfig(bytes.NewReader(raw))
 	is.NoErr(err)
-	is.Equal(cfg.Width, 120) // the thumbnail itself rides along
+	is.Equal(cfg.Width, 120) // the thumbnail itself rides along (small enough to be inline)
 	is.Equal(cfg.Height, 80)
+	// And its signed link, absolute with THUMBNAILED_PUBLIC_URL, opens the
+	// same image without a key.
+	is.True(strings.HasPrefix(ev.Data.Image.URL, public+"/v1/thumbnails/"+job.ID+"/outputs/default?expires="))
+	is.Equal(ev.Data.Result.ImageURL, ev.Data.Image.URL)
+	r := svc.Open(t, http.MethodGet, strings.TrimPrefix(ev.Data.Image.URL, public))
+	is.Equal(r.Status, http.StatusOK)
+	is.Equal(r.Body, raw)
 
-	msg, _ := mailFor(t, smtp, accepted.ID)
+	msg := mailFor(t, smtp, job.ID)
 	is.True(strings.Contains(msg.Header.Get("To"), "mary@example.com"))
-	img := inlineImage(t, msg)
+	img, part := inlineImage(t, msg)
 	is.Equal(img.Bounds().Dx(), 120) // the inline thumbnail has the asked size
+	is.True(strings.HasPrefix(part.Header.Get("Content-Disposition"), "inline"))
+	is.True(strings.Contains(mailText(t, msg), ev.Data.Image.URL)) // the email lists the signed link
 
-	// Both deliveries show as delivered.
-	job := waitDelivered(t, svc, auth, accepted.ID)
+	// Both deliveries show as delivered, each with its attempt in its log.
+	job = c.WaitDelivered(t, job.ID, pushTimeout)
 	for _, d := range job.Deliveries {
 		is.Equal(d.Status, "delivered")
 		is.Equal(d.Attempts, 1)
+		is.Equal(len(d.Log), 1)
+		is.Equal(d.Log[0].Outcome, "delivered")
 	}
 
 	// A job that fails is pushed too, with the reason.
 	src := httptest.NewServer(http.NotFoundHandler())
 	defer src.Close()
-	resp = postJSON(t, svc, auth, fmt.Sprintf(`{"url": %q, "width": 64, "email": "mary@example.com", "callback_url": %q}`, src.URL+"/gone.jpg", hook.URL+"/hooks/thumbs"))
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	failedID := decode[jobJSON](t, resp).ID
-	ev = rc.eventFor(t, failedID)
-	is.Equal(ev.Type, "thumbnail.failed")
-	is.Equal(ev.Data.Error.Code, "source_not_found")
-	is.True(ev.Data.Image == nil)
-	_, data := mailFor(t, smtp, failedID)
-	is.True(bytes.Contains(data, []byte("source_not_found"))) // the email names the error
+	failed := accepted(t, c.Submit(t, map[string]any{"url": src.URL + "/gone.jpg", "width": 64, "email": "mary@example.com", "callback_url": rc.URL + "/hooks/thumbs"}, nil))
+	cb = rc.Wait(t, failed.ID, 1, pushTimeout)[0]
+	is.True(cb.Signed)
+	is.Equal(cb.Event.Type, "thumbnail.failed")
+	is.Equal(cb.Event.Data.Error.Code, "source_not_found")
+	is.True(cb.Event.Data.Image == nil)
+	msg = mailFor(t, smtp, failed.ID)
+	is.True(strings.Contains(mailText(t, msg), "source_not_found")) // the email names the error
 
-	rc.mu.Lock()
-	is.Equal(rc.bad, 0) // every callback carried a valid signature
-	rc.mu.Unlock()
-}
-
-// waitDelivered polls until no delivery of the job is pending.
-func waitDelivered(t *testing.T, svc *service, header http.Header, id string) jobJSON {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		job := waitEnded(t, svc, header, id)
-		pending := false
-		for _, d := range job.Deliveries {
-			pending = pending || d.Status == "pending"
-		}
-		if !pending {
-			return job
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s deliveries still pending after 30s", id)
-		}
-		time.Sleep(20 * time.Millisecond)
+	for _, c := range rc.All() {
+		is.True(c.Signed) // every callback carried a valid signature
 	}
 }

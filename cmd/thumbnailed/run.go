@@ -26,6 +26,7 @@ import (
 	"github.com/thumbnailed/thumbnailed/server"
 	"github.com/thumbnailed/thumbnailed/thumbnail"
 	"github.com/thumbnailed/thumbnailed/view"
+	"github.com/thumbnailed/thumbnailed/web"
 	"github.com/thumbnailed/thumbnailed/webui"
 	"github.com/thumbnailed/thumbnailed/worker"
 )
@@ -66,7 +67,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	cfg, err := config.Load(role, getenv)
 	if err != nil {
-		return fmt.Errorf("configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		// A misspelt name is often why a setting is missing: say so here too.
+		msg := strings.Join(append([]string{err.Error()}, config.Unknown(environ)...), "\n")
+		return fmt.Errorf("configuration:\n  %s", strings.ReplaceAll(msg, "\n", "\n  "))
 	}
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("role", role)
 	for _, w := range config.Unknown(environ) {
@@ -126,6 +129,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		deps.Limiter = jobs.NewRateLimiter(store, cfg.RateLimit, cfg.RateBurst)
 		deps.Events = server.NewEvents(log)
+		deps.Page = web.Handler()
 		dial := subscriptionDialer(cfg.RedisURL)
 		go deps.Events.Run(ctx, func(ctx context.Context, fn func(string)) error {
 			return store.Subscribe(ctx, dial, "events", fn)
@@ -150,6 +154,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("listen on %s (THUMBNAILED_ADDR): %w", cfg.Addr, err)
 	}
+	// No ReadTimeout or WriteTimeout: event streams stay open for minutes.
+	// The handler that reads a body bounds that read itself.
 	srv := &http.Server{Handler: handler, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	limited := connlimit.Apply(srv, ln, cfg.Connections)
 	serveErr := make(chan error, 1)

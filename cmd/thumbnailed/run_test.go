@@ -3,38 +3,46 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"image"
 	_ "image/jpeg"
-	"io"
-	"mime/multipart"
+	_ "image/png"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testapi"
 	"github.com/thumbnailed/thumbnailed/internal/testlog"
 	"github.com/thumbnailed/thumbnailed/internal/testnet"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
+	"github.com/thumbnailed/thumbnailed/thumbnail"
 )
 
-// service is the real program started through run() on a free port.
+// The end-to-end tests: the real program, started through run(), takes
+// uploads and URLs, makes thumbnails in its workers and pushes them. The
+// API's validation has its tests beside the server (server/).
+
+// service is the real program started through run() on a free port, with a
+// test client of its API (no key).
 type service struct {
-	URL  string
+	*testapi.Client
 	Logs *testlog.Buffer
 }
 
-// startService runs role with env on top of test defaults: the real Redis
-// when THUMBNAILED_TEST_REDIS_URL is set (else the embedded one in role all),
-// private networks allowed (httptest servers live on loopback), an outbox in
-// a temp dir. It stops the program when the test ends and checks it exited cleanly.
-func startService(t *testing.T, role string, env map[string]string) *service {
+// jobTimeout bounds how long a test waits for one job to end.
+const jobTimeout = 60 * time.Second
+
+// testEnv is env on top of test defaults: the real Redis when
+// THUMBNAILED_TEST_REDIS_URL is set (else the embedded one in role all),
+// private networks allowed (httptest servers live on loopback), an outbox
+// in a temp dir.
+func testEnv(t *testing.T, env map[string]string) map[string]string {
 	t.Helper()
 	full := map[string]string{
 		"THUMBNAILED_ADDR":                   testnet.FreeAddr(t),
@@ -55,13 +63,30 @@ func startService(t *testing.T, role string, env map[string]string) *service {
 	for k, v := range env {
 		full[k] = v
 	}
+	return full
+}
+
+// environ is env as "NAME=value" pairs, the form run takes.
+func environ(env map[string]string) []string {
+	var out []string
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// startService runs role with env on top of the test defaults (testEnv). It
+// stops the program when the test ends and checks it exited cleanly.
+func startService(t *testing.T, role string, env map[string]string) *service {
+	t.Helper()
+	full := testEnv(t, env)
 	logs := &testlog.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"thumbnailed", role}, func(k string) string { return full[k] }, logs, logs)
+		done <- run(ctx, []string{"thumbnailed", role}, environ(full), logs, logs)
 	}()
-	svc := &service{URL: "http://" + full["THUMBNAILED_ADDR"], Logs: logs}
+	svc := &service{Client: testapi.New("http://" + full["THUMBNAILED_ADDR"]), Logs: logs}
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -76,66 +101,27 @@ func startService(t *testing.T, role string, env map[string]string) *service {
 			t.Logf("service logs:\n%s", logs.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	exited, healthy := false, false
+	var ended error
+	testapi.Eventually(10*time.Second, func() bool {
 		select {
-		case err := <-done:
-			t.Fatalf("run ended at start: %v\n%s", err, logs.String())
+		case ended = <-done:
+			exited = true
+			return true
 		default:
 		}
-		resp, err := http.Get(svc.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return svc
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("service not healthy within 10s:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		r, err := svc.Try(context.Background(), http.MethodGet, "/healthz", nil, nil)
+		healthy = err == nil && r.Status == http.StatusOK
+		return healthy
+	})
+	if exited {
+		done <- ended // for the cleanup
+		t.Fatalf("run ended at start: %v\n%s", ended, logs.String())
 	}
-}
-
-type jobJSON struct {
-	ID      string `json:"id"`
-	Status  string `json:"status"`
-	Request struct {
-		Source string `json:"source"`
-		Width  int    `json:"width"`
-		Height int    `json:"height"`
-		Fit    string `json:"fit"`
-	} `json:"request"`
-	Result *struct {
-		Width       int    `json:"width"`
-		Height      int    `json:"height"`
-		Format      string `json:"format"`
-		ContentType string `json:"content_type"`
-		Bytes       int    `json:"bytes"`
-		ImageURL    string `json:"image_url"`
-	} `json:"result"`
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-	Deliveries []struct {
-		Channel  string `json:"channel"`
-		Target   string `json:"target"`
-		Status   string `json:"status"`
-		Attempts int    `json:"attempts"`
-	} `json:"deliveries"`
-}
-
-type problemJSON struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Code   string `json:"code"`
-	Errors []struct {
-		Field   string `json:"field"`
-		Message string `json:"message"`
-	} `json:"errors"`
+	if !healthy {
+		t.Fatalf("service not healthy within 10s:\n%s", logs.String())
+	}
+	return svc
 }
 
 func readFile(t *testing.T, name string) []byte {
@@ -147,99 +133,34 @@ func readFile(t *testing.T, name string) []byte {
 	return b
 }
 
-// upload posts a multipart request with the image and the form fields.
-func upload(t *testing.T, svc *service, header http.Header, image []byte, fields map[string]string) *http.Response {
+// accepted checks a 202 and returns its job.
+func accepted(t *testing.T, r testapi.Response) testapi.Job {
 	t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	for k, v := range fields {
-		_ = mw.WriteField(k, v)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("submit: %d, want 202: %s", r.Status, r.Body)
 	}
-	if image != nil {
-		fw, _ := mw.CreateFormFile("image", "cat.jpg")
-		_, _ = fw.Write(image)
-	}
-	_ = mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, svc.URL+"/v1/thumbnails", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
+	return r.Job(t)
 }
 
-func postJSON(t *testing.T, svc *service, header http.Header, body string) *http.Response {
+// submitURL submits a job of the image at url, width px wide.
+func (s *service) submitURL(t *testing.T, url string, width int) testapi.Job {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, svc.URL+"/v1/thumbnails", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
+	return accepted(t, s.Submit(t, map[string]any{"url": url, "width": width}, nil))
 }
 
-func decode[T any](t *testing.T, resp *http.Response) T {
+// image opens link (a signed link the service gave) as a person would and
+// decodes the image.
+func (s *service) image(t *testing.T, link string) (image.Image, string, testapi.Response) {
 	t.Helper()
-	defer resp.Body.Close()
-	var v T
-	b, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("decode %T from %q: %v", v, b, err)
+	r := s.Open(t, http.MethodGet, link)
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", link, r.Status, r.Body)
 	}
-	return v
-}
-
-// waitEnded polls the job until it succeeds or fails.
-func waitEnded(t *testing.T, svc *service, header http.Header, id string) jobJSON {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		req, _ := http.NewRequest(http.MethodGet, svc.URL+"/v1/thumbnails/"+id, nil)
-		for k, v := range header {
-			req.Header[k] = v
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET job %s: %d", id, resp.StatusCode)
-		}
-		job := decode[jobJSON](t, resp)
-		if job.Status == "succeeded" || job.Status == "failed" {
-			return job
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s still %s after 60s", id, job.Status)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func getImage(t *testing.T, svc *service, id string) (image.Image, string, *http.Response) {
-	t.Helper()
-	resp, err := http.Get(svc.URL + "/v1/thumbnails/" + id + "/image")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET image: %d %s", resp.StatusCode, b)
-	}
-	img, format, err := image.Decode(bytes.NewReader(b))
+	img, format, err := image.Decode(bytes.NewReader(r.Body))
 	if err != nil {
 		t.Fatalf("decode thumbnail: %v", err)
 	}
-	return img, format, resp
+	return img, format, r
 }
 
 // meanDiff is the mean absolute difference of two same-sized images, 0..255.
@@ -269,33 +190,34 @@ func TestUploadAndURLEndToEnd(t *testing.T) {
 	svc := startService(t, "all", nil)
 
 	// An upload stored on its side (EXIF orientation 6) comes out upright.
-	resp := upload(t, svc, nil, readFile(t, "jmatsu-portrait-3-4_6.jpg"), map[string]string{"width": "90"})
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	loc := resp.Header.Get("Location")
-	accepted := decode[jobJSON](t, resp)
-	is.Equal(loc, "/v1/thumbnails/"+accepted.ID)
-	is.Equal(accepted.Status, "queued")
-	is.Equal(accepted.Request.Source, "upload")
+	r := svc.Upload(t, readFile(t, "jmatsu-portrait-3-4_6.jpg"), map[string]string{"width": "90"}, nil)
+	job := accepted(t, r)
+	is.Equal(r.Header.Get("Location"), "/v1/thumbnails/"+job.ID)
+	is.Equal(job.Status, "queued")
+	is.Equal(job.Request.Source, "upload")
 
-	job := waitEnded(t, svc, nil, accepted.ID)
+	job = svc.WaitEnded(t, job.ID, jobTimeout)
 	is.Equal(job.Status, "succeeded")
 	is.Equal(job.Result.Width, 90)
 	is.Equal(job.Result.Height, 120) // portrait 3:4 once rotated
 	is.Equal(job.Result.ContentType, "image/jpeg")
-	is.Equal(job.Result.ImageURL, "/v1/thumbnails/"+job.ID+"/image")
+	// The image's URL is a signed link to the first output (issue 12).
+	is.True(regexp.MustCompile(`^/v1/thumbnails/` + job.ID + `/outputs/default\?expires=\d+&signature=[A-Za-z0-9_-]+$`).MatchString(job.Result.ImageURL))
+	is.Equal(job.Result.Outputs[0].URL, job.Result.ImageURL)
 
-	rotated, format, imgResp := getImage(t, svc, job.ID)
+	rotated, format, imgResp := svc.image(t, job.Result.ImageURL)
 	is.Equal(format, "jpeg")
 	is.Equal(imgResp.Header.Get("Content-Type"), "image/jpeg")
 	is.True(imgResp.Header.Get("ETag") != "")
 	is.Equal(rotated.Bounds().Dx(), 90)
 	is.Equal(rotated.Bounds().Dy(), 120)
+	byPath := svc.Do(t, http.MethodGet, "/v1/thumbnails/"+job.ID+"/image", nil, nil)
+	is.Equal(byPath.Status, http.StatusOK)
+	is.Equal(byPath.Body, imgResp.Body) // the same image by the job's path
 
 	// The same picture stored upright (orientation 1) is the reference.
-	resp = upload(t, svc, nil, readFile(t, "jmatsu-portrait-3-4_1.jpg"), map[string]string{"width": "90"})
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	ref := waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
-	upright, _, _ := getImage(t, svc, ref.ID)
+	ref := svc.WaitEnded(t, accepted(t, svc.Upload(t, readFile(t, "jmatsu-portrait-3-4_1.jpg"), map[string]string{"width": "90"}, nil)).ID, jobTimeout)
+	upright, _, _ := svc.image(t, ref.Result.ImageURL)
 	diff := meanDiff(rotated, upright)
 	t.Logf("mean difference to the upright reference: %.1f", diff)
 	is.True(diff < 12) // the rotated upload matches the upright reference
@@ -307,25 +229,42 @@ func TestUploadAndURLEndToEnd(t *testing.T) {
 		_, _ = w.Write(storm)
 	}))
 	defer src.Close()
-	resp = postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 256}`, src.URL+"/storm.jpg"))
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	job = waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+	job = svc.WaitEnded(t, svc.submitURL(t, src.URL+"/storm.jpg", 256).ID, jobTimeout)
 	is.Equal(job.Status, "succeeded")
 	is.Equal(job.Result.Width, 256)
 	is.Equal(job.Result.Height, 171) // 1920x1280 keeps its aspect
-	img, _, _ := getImage(t, svc, job.ID)
+	img, _, _ := svc.image(t, job.Result.ImageURL)
 	is.Equal(img.Bounds().Dx(), 256)
 
 	// cover answers exactly the box.
-	resp = postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 100, "height": 100, "fit": "cover", "format": "png"}`, src.URL+"/storm.jpg"))
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	job = waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+	job = svc.WaitEnded(t, accepted(t, svc.Submit(t, map[string]any{"url": src.URL + "/storm.jpg", "width": 100, "height": 100, "fit": "cover", "format": "png"}, nil)).ID, jobTimeout)
 	is.Equal(job.Result.Width, 100)
 	is.Equal(job.Result.Height, 100)
 	is.Equal(job.Result.ContentType, "image/png")
+
+	// Several outputs from one source in one job, each behind its own link.
+	job = svc.WaitEnded(t, accepted(t, svc.Submit(t, map[string]any{"url": src.URL + "/storm.jpg", "width": 64,
+		"outputs": []any{map[string]any{"name": "small"}, map[string]any{"name": "large", "width": 200, "format": "png"}, map[string]any{"name": "mid", "width": 128}}}, nil)).ID, jobTimeout)
+	is.Equal(job.Status, "succeeded")
+	is.Equal(len(job.Result.Outputs), 3)
+	for i, want := range []struct {
+		name, format string
+		width        int
+	}{{"small", "jpeg", 64}, {"large", "png", 200}, {"mid", "jpeg", 128}} {
+		o := job.Result.Outputs[i]
+		is.Equal(o.Name, want.name)
+		is.Equal(o.Width, want.width)
+		img, format, _ := svc.image(t, o.URL)
+		is.Equal(format, want.format)
+		is.Equal(img.Bounds().Dx(), want.width)
+	}
+	is.True(strings.Contains(job.Result.Srcset["jpeg"], " 64w, ")) // small and mid make a srcset
+	is.True(job.Result.Placeholder != nil && strings.HasPrefix(job.Result.Placeholder.DominantColor, "#"))
 }
 
 func TestHostileInputFailsAndTheServiceKeepsServing(t *testing.T) {
+	// Through the worker. (The uploads refused at submit have their test
+	// beside the server: TestUploadsAreRefusedAtSubmitWhenTheBytesAlreadyTell.)
 	is := is.New(t)
 	svc := startService(t, "all", nil)
 
@@ -350,125 +289,31 @@ func TestHostileInputFailsAndTheServiceKeepsServing(t *testing.T) {
 		"/page.jpg":      "unsupported_format",
 		"/missing.jpg":   "source_not_found",
 	} {
-		resp := postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 64}`, src.URL+path))
-		is.Equal(resp.StatusCode, http.StatusAccepted)
-		job := waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+		job := svc.WaitEnded(t, svc.submitURL(t, src.URL+path, 64).ID, jobTimeout)
 		is.Equal(job.Status, "failed")
 		is.Equal(job.Error.Code, code)   // each failure names its reason
 		is.True(job.Error.Message != "") // and says it in words
 
-		imgResp, err := http.Get(svc.URL + "/v1/thumbnails/" + job.ID + "/image")
-		is.NoErr(err)
-		p := decode[problemJSON](t, imgResp)
-		is.Equal(imgResp.StatusCode, http.StatusConflict)
-		is.Equal(p.Code, code)
+		r := svc.Do(t, http.MethodGet, "/v1/thumbnails/"+job.ID+"/image", nil, nil)
+		is.Equal(r.Status, http.StatusConflict)
+		is.Equal(r.Problem(t).Code, code)
 	}
 
-	// Uploads are refused at submit when the bytes already tell.
-	resp := upload(t, svc, nil, readFile(t, "corkami-html-document.jpg"), map[string]string{"width": "64"})
-	is.Equal(resp.StatusCode, http.StatusUnsupportedMediaType)
-	is.Equal(decode[problemJSON](t, resp).Code, "unsupported_format")
-	resp = upload(t, svc, nil, readFile(t, "fuzzdb-lottapixel.jpg"), map[string]string{"width": "64"})
-	is.Equal(resp.StatusCode, http.StatusUnprocessableEntity)
-	p := decode[problemJSON](t, resp)
-	is.Equal(p.Code, "too_many_pixels")
-	is.True(strings.Contains(p.Detail, "64250x64250"))
-
 	// A truncated upload passes the header check and fails in the worker.
-	resp = upload(t, svc, nil, readFile(t, "sharp-truncated.jpg"), map[string]string{"width": "64"})
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	job := waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+	job := svc.WaitEnded(t, accepted(t, svc.Upload(t, readFile(t, "sharp-truncated.jpg"), map[string]string{"width": "64"}, nil)).ID, jobTimeout)
 	is.Equal(job.Error.Code, "corrupt_image")
 
 	// And everyone else is still served.
-	resp = upload(t, svc, nil, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "50"})
-	is.Equal(resp.StatusCode, http.StatusAccepted)
-	job = waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+	job = svc.WaitEnded(t, accepted(t, svc.Upload(t, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "50"}, nil)).ID, jobTimeout)
 	is.Equal(job.Status, "succeeded")
 }
 
-func TestBadRequestsSayWhatToFix(t *testing.T) {
-	is := is.New(t)
-	svc := startService(t, "all", map[string]string{"THUMBNAILED_MAX_UPLOAD_BYTES": "100000"})
-
-	// Every bad field at once.
-	resp := postJSON(t, svc, nil, `{"url": "ftp://example.com/a.jpg", "width": 0, "height": 99999, "fit": "squash", "quality": 101, "email": "not-an-address", "callback_url": "http://169.254.169.254/latest"}`)
-	is.Equal(resp.StatusCode, http.StatusUnprocessableEntity)
-	p := decode[problemJSON](t, resp)
-	is.Equal(resp.Header.Get("Content-Type"), "application/problem+json")
-	fields := map[string]bool{}
-	for _, e := range p.Errors {
-		fields[e.Field] = true
-		is.True(e.Message != "")
-	}
-	for _, f := range []string{"url", "width", "height", "fit", "quality", "email"} {
-		is.True(fields[f]) // every bad field is listed
-	}
-
-	resp = postJSON(t, svc, nil, `{"url": "https://example.com/a.jpg", "width": "wide"}`)
-	is.Equal(resp.StatusCode, http.StatusUnprocessableEntity)
-	is.Equal(decode[problemJSON](t, resp).Errors[0].Field, "width")
-
-	resp = postJSON(t, svc, nil, `{"url": `)
-	is.Equal(resp.StatusCode, http.StatusBadRequest)
-	is.Equal(decode[problemJSON](t, resp).Code, "malformed_body")
-
-	resp = postJSON(t, svc, nil, `{"url": "https://example.com/a.jpg"}`)
-	is.Equal(resp.StatusCode, http.StatusUnprocessableEntity) // no size at all
-
-	resp = upload(t, svc, nil, bytes.Repeat([]byte{0xff}, 200_000), map[string]string{"width": "64"})
-	is.Equal(resp.StatusCode, http.StatusRequestEntityTooLarge)
-	is.Equal(decode[problemJSON](t, resp).Code, "upload_too_large")
-
-	req, _ := http.NewRequest(http.MethodPost, svc.URL+"/v1/thumbnails", strings.NewReader("hello"))
-	req.Header.Set("Content-Type", "text/plain")
-	resp, err := http.DefaultClient.Do(req)
-	is.NoErr(err)
-	is.Equal(resp.StatusCode, http.StatusUnsupportedMediaType)
-	resp.Body.Close()
-
-	resp, err = http.Get(svc.URL + "/v1/thumbnails/aaaaaaaaaaaaaaaaaaaaaaaaaa")
-	is.NoErr(err)
-	is.Equal(resp.StatusCode, http.StatusNotFound)
-	is.Equal(decode[problemJSON](t, resp).Code, "not_found")
-}
-
-func TestIdempotencyKey(t *testing.T) {
-	is := is.New(t)
-	svc := startService(t, "all", nil)
-	h := http.Header{"Idempotency-Key": {"order-42"}}
-	img := readFile(t, "go-video-001.jpeg")
-
-	first := upload(t, svc, h, img, map[string]string{"width": "40"})
-	is.Equal(first.StatusCode, http.StatusAccepted)
-	a := decode[jobJSON](t, first)
-
-	again := upload(t, svc, h, img, map[string]string{"width": "40"})
-	is.Equal(again.StatusCode, http.StatusOK) // the same request: the first job
-	is.Equal(decode[jobJSON](t, again).ID, a.ID)
-
-	other := upload(t, svc, h, img, map[string]string{"width": "41"})
-	is.Equal(other.StatusCode, http.StatusUnprocessableEntity) // the same key, another request
-	is.Equal(decode[problemJSON](t, other).Code, "idempotency_key_reused")
-}
-
-func TestOpenAPIDocumentIsServed(t *testing.T) {
-	is := is.New(t)
-	svc := startService(t, "all", nil)
-	resp, err := http.Get(svc.URL + "/openapi.yaml")
-	is.NoErr(err)
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	is.Equal(resp.StatusCode, http.StatusOK)
-	is.True(bytes.HasPrefix(b, []byte("openapi: 3.1")))
-}
-
 func TestRolesThatNeedRedisRefuseToStartWithoutIt(t *testing.T) {
-	for _, role := range []string{"api", "worker"} {
+	for _, role := range []string{"api", "worker", "webui"} {
 		t.Run(role, func(t *testing.T) {
 			is := is.New(t)
 			var out bytes.Buffer
-			err := run(context.Background(), []string{"thumbnailed", role}, func(string) string { return "" }, &out, &out)
+			err := run(context.Background(), []string{"thumbnailed", role}, nil, &out, &out)
 			is.True(err != nil)
 			is.True(strings.Contains(err.Error(), "THUMBNAILED_REDIS_URL"))
 		})
@@ -477,10 +322,96 @@ func TestRolesThatNeedRedisRefuseToStartWithoutIt(t *testing.T) {
 
 func TestEveryBadSettingIsReportedBeforeStart(t *testing.T) {
 	is := is.New(t)
-	env := map[string]string{"THUMBNAILED_MAX_PIXELS": "many", "THUMBNAILED_FETCH_TIMEOUT": "soon"}
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"thumbnailed"}, func(k string) string { return env[k] }, &out, &out)
+	err := run(context.Background(), []string{"thumbnailed"}, []string{"THUMBNAILED_MAX_PIXELS=many", "THUMBNAILED_FETCH_TIMEOUT=soon"}, &out, &out)
 	is.True(err != nil)
 	is.True(strings.Contains(err.Error(), "THUMBNAILED_MAX_PIXELS"))
 	is.True(strings.Contains(err.Error(), "THUMBNAILED_FETCH_TIMEOUT"))
+}
+
+func TestSettingsThatSwitchProtectionsOffStopTheStart(t *testing.T) {
+	// Issue 13, item 11: each of these started fine and disabled a
+	// protection; now the start stops with a message naming the setting.
+	for _, setting := range []string{
+		"THUMBNAILED_RATE_LIMIT=NaN",
+		"THUMBNAILED_RATE_LIMIT=1e-300",
+		"THUMBNAILED_RATE_LIMIT=+Inf",
+		"THUMBNAILED_RATE_LIMIT=-5",
+		"THUMBNAILED_RESULT_TTL=1ns",
+		"THUMBNAILED_STALE_AFTER=1ns",
+		"THUMBNAILED_WORKER_CONCURRENCY=1024",
+		"THUMBNAILED_TRUSTED_PROXIES=0.0.0.0/0",
+		"THUMBNAILED_TRUSTED_PROXIES=::/0",
+		"THUMBNAILED_TRUSTED_PROXIES=10.0.0.0/8,::/0",
+	} {
+		t.Run(setting, func(t *testing.T) {
+			is := is.New(t)
+			name, _, _ := strings.Cut(setting, "=")
+			var out bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			env := testEnv(t, nil)
+			err := run(ctx, []string{"thumbnailed", "all"}, append(environ(env), setting), &out, &out)
+			if err == nil {
+				t.Fatalf("%s: the service started (and stopped after 10 s)", setting)
+			}
+			t.Log(err)
+			is.True(strings.Contains(err.Error(), name)) // the message names the setting
+			is.True(!strings.Contains(out.String(), `"listening"`))
+		})
+	}
+	// The control: the same settings within bounds start.
+	is := is.New(t)
+	svc := startService(t, "all", map[string]string{"THUMBNAILED_RATE_LIMIT": "0.5", "THUMBNAILED_RESULT_TTL": "1s",
+		"THUMBNAILED_STALE_AFTER": "1s", "THUMBNAILED_WORKER_CONCURRENCY": "2", "THUMBNAILED_TRUSTED_PROXIES": "10.0.0.0/8,fd00::/8"})
+	is.Equal(svc.Do(t, http.MethodGet, "/healthz", nil, nil).Status, http.StatusOK)
+}
+
+func TestUnknownVariablesAreNamedWithTheClosestKnownOne(t *testing.T) {
+	is := is.New(t)
+	svc := startService(t, "all", map[string]string{"THUMBNAILED_RATELIMIT": "5", "THUMBNAILED_WEBUI_PASWORD": "x"})
+	logs := svc.Logs.String()
+	is.True(strings.Contains(logs, "THUMBNAILED_RATELIMIT is not a setting of this service and is ignored; did you mean THUMBNAILED_RATE_LIMIT?"))
+	is.True(strings.Contains(logs, "did you mean THUMBNAILED_WEBUI_PASSWORD?"))
+	is.True(strings.Contains(logs, `"level":"WARN"`))
+	is.True(!strings.Contains(logs, "THUMBNAILED_RATE_BURST is not a setting")) // known names are not warned about
+
+	// When the start fails, the hint is in the error: a misspelt name is
+	// often why a setting is missing.
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"thumbnailed", "api"},
+		[]string{"THUMBNAILED_REDIS_URL=redis://127.0.0.1:1", "THUMBNAILED_LINKSECRET=0123456789abcdef0123"}, &out, &out)
+	is.True(err != nil)
+	is.True(strings.Contains(err.Error(), "THUMBNAILED_LINK_SECRET is required"))
+	is.True(strings.Contains(err.Error(), "THUMBNAILED_LINKSECRET is not a setting of this service and is ignored; did you mean THUMBNAILED_LINK_SECRET?"))
+}
+
+func TestVersion(t *testing.T) {
+	// Issue 15: `thumbnailed version` (and --version, -v) print the version,
+	// commit, Go version and engine, e.g.
+	// "thumbnailed v0.3.0 (commit 1a2b3c4) go1.26.8 engine=vips 8.14.1".
+	engine := "pure-go"
+	if thumbnail.Default.Name() == "vips" {
+		engine = `vips 8\.\d+(\.\d+)?`
+	}
+	line := regexp.MustCompile(`^thumbnailed \S+ \(commit \S+\) go1\.\d+(\.\d+)?\S* engine=` + engine + "\n$")
+	for _, arg := range []string{"version", "--version", "-v"} {
+		t.Run(arg, func(t *testing.T) {
+			is := is.New(t)
+			var out, errOut bytes.Buffer
+			// No environment at all: printing the version needs no settings.
+			is.NoErr(run(context.Background(), []string{"thumbnailed", arg}, nil, &out, &errOut))
+			if !line.MatchString(out.String()) {
+				t.Fatalf("%s printed %q", arg, out.String())
+			}
+			is.Equal(errOut.Len(), 0)
+		})
+	}
+	// The version and commit set at build time are the ones printed.
+	is := is.New(t)
+	defer func(v, c string) { version, commit = v, c }(version, commit)
+	version, commit = "v9.8.7", "1a2b3c4d5e6f"
+	var out bytes.Buffer
+	is.NoErr(run(context.Background(), []string{"thumbnailed", "version"}, nil, &out, &out))
+	is.True(strings.HasPrefix(out.String(), "thumbnailed v9.8.7 (commit 1a2b3c4) go"))
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testapi"
 	"github.com/thumbnailed/thumbnailed/safehttp"
 )
 
@@ -64,39 +65,11 @@ func ssrfServeFile(t *testing.T, name string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(b) }
 }
 
-// ssrfDelivery is a job's delivery as GET shows it.
-type ssrfDelivery struct {
-	Channel   string `json:"channel"`
-	Status    string `json:"status"`
-	Attempts  int    `json:"attempts"`
-	LastError string `json:"last_error"`
-}
-
-// ssrfWaitDeliveries polls the job until its deliveries are no longer pending.
-func ssrfWaitDeliveries(t *testing.T, svc *service, id string) []ssrfDelivery {
+// ssrfWaitDeliveries waits until the job has ended and its deliveries are
+// no longer pending.
+func ssrfWaitDeliveries(t *testing.T, svc *service, id string) []testapi.Delivery {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(svc.URL + "/v1/thumbnails/" + id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		job := decode[struct {
-			Status     string         `json:"status"`
-			Deliveries []ssrfDelivery `json:"deliveries"`
-		}](t, resp)
-		pending := job.Status != "succeeded" && job.Status != "failed"
-		for _, d := range job.Deliveries {
-			pending = pending || d.Status == "pending"
-		}
-		if !pending {
-			return job.Deliveries
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s: deliveries still pending after 30 s: %+v", id, job.Deliveries)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	return svc.WaitDelivered(t, id, pushTimeout).Deliveries
 }
 
 // ssrfInsideName is a host name that is not visibly forbidden (CheckURL
@@ -170,15 +143,15 @@ func TestSSRFLoopbackServerIsRefusedAtSubmitForBothFields(t *testing.T) {
 		u := "http://" + host + ":" + port + "/cat.jpg"
 		t.Run(u, func(t *testing.T) {
 			is := is.New(t)
-			resp := postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 64}`, u))
-			is.Equal(resp.StatusCode, http.StatusUnprocessableEntity)
-			p := decode[problemJSON](t, resp)
+			r := svc.Submit(t, map[string]any{"url": u, "width": 64}, nil)
+			is.Equal(r.Status, http.StatusUnprocessableEntity)
+			p := r.Problem(t)
 			is.Equal(len(p.Errors), 1)
 			is.Equal(p.Errors[0].Field, "url")
 
-			resp = upload(t, svc, nil, image, map[string]string{"width": "64", "callback_url": u})
-			is.Equal(resp.StatusCode, http.StatusUnprocessableEntity)
-			p = decode[problemJSON](t, resp)
+			r = svc.Upload(t, image, map[string]string{"width": "64", "callback_url": u}, nil)
+			is.Equal(r.Status, http.StatusUnprocessableEntity)
+			p = r.Problem(t)
 			is.Equal(len(p.Errors), 1)
 			is.Equal(p.Errors[0].Field, "callback_url")
 		})
@@ -197,9 +170,7 @@ func TestSSRFNameResolvingInsideFailsAtFetchWithoutAConnection(t *testing.T) {
 
 	t.Run("as the source", func(t *testing.T) {
 		is := is.New(t)
-		resp := postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 64}`, u))
-		is.Equal(resp.StatusCode, http.StatusAccepted) // nothing visible at submit
-		job := waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+		job := svc.WaitEnded(t, svc.submitURL(t, u, 64).ID, jobTimeout) // nothing visible at submit
 		is.Equal(job.Status, "failed")
 		is.Equal(job.Error.Code, "source_forbidden")
 		t.Logf("%s: %s", u, job.Error.Message)
@@ -208,10 +179,8 @@ func TestSSRFNameResolvingInsideFailsAtFetchWithoutAConnection(t *testing.T) {
 
 	t.Run("as the callback", func(t *testing.T) {
 		is := is.New(t)
-		resp := upload(t, svc, nil, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "64", "callback_url": u})
-		is.Equal(resp.StatusCode, http.StatusAccepted)
-		id := decode[jobJSON](t, resp).ID
-		is.Equal(waitEnded(t, svc, nil, id).Status, "succeeded")
+		id := accepted(t, svc.Upload(t, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "64", "callback_url": u}, nil)).ID
+		is.Equal(svc.WaitEnded(t, id, jobTimeout).Status, "succeeded")
 		ds := ssrfWaitDeliveries(t, svc, id)
 		is.Equal(len(ds), 1)
 		is.Equal(ds[0].Channel, "callback")
@@ -257,13 +226,9 @@ func TestSSRFRedirectsAreCheckedAtFetch(t *testing.T) {
 	})
 	t.Logf("%s stands for the internet; %s for the inside", outside.URL, inside.URL)
 
-	submit := func(t *testing.T, path string) jobJSON {
+	submit := func(t *testing.T, path string) testapi.Job {
 		t.Helper()
-		resp := postJSON(t, svc, nil, fmt.Sprintf(`{"url": %q, "width": 64}`, outside.URL+path))
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("submit %s: %d %+v", path, resp.StatusCode, decode[problemJSON](t, resp))
-		}
-		return waitEnded(t, svc, nil, decode[jobJSON](t, resp).ID)
+		return svc.WaitEnded(t, svc.submitURL(t, outside.URL+path, 64).ID, jobTimeout)
 	}
 
 	t.Run("a public source is fetched", func(t *testing.T) {
@@ -298,9 +263,7 @@ func TestSSRFRedirectsAreCheckedAtFetch(t *testing.T) {
 	})
 	t.Run("a public callback is delivered", func(t *testing.T) {
 		is := is.New(t)
-		resp := upload(t, svc, nil, image, map[string]string{"width": "64", "callback_url": outside.URL + "/cat.jpg"})
-		is.Equal(resp.StatusCode, http.StatusAccepted)
-		ds := ssrfWaitDeliveries(t, svc, decode[jobJSON](t, resp).ID)
+		ds := ssrfWaitDeliveries(t, svc, accepted(t, svc.Upload(t, image, map[string]string{"width": "64", "callback_url": outside.URL + "/cat.jpg"}, nil)).ID)
 		is.Equal(len(ds), 1)
 		is.Equal(ds[0].Status, "delivered")
 	})

@@ -5,15 +5,18 @@
 package testapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -159,6 +162,17 @@ func (c *Client) Submit(t testing.TB, request any, header http.Header) Response 
 		h[k] = vs
 	}
 	return c.Do(t, http.MethodPost, "/v1/thumbnails", bytes.NewReader(b), h)
+}
+
+// Post posts body as it is, with contentType, to /v1/thumbnails: for
+// bodies Submit cannot make (malformed JSON, other content types).
+func (c *Client) Post(t testing.TB, contentType string, body []byte, header http.Header) Response {
+	t.Helper()
+	h := http.Header{"Content-Type": {contentType}}
+	for k, vs := range header {
+		h[k] = vs
+	}
+	return c.Do(t, http.MethodPost, "/v1/thumbnails", bytes.NewReader(body), h)
 }
 
 // Upload posts image as multipart with fields.
@@ -346,3 +360,250 @@ func (rc *Receiver) Wait(t testing.TB, id string, n int, timeout time.Duration) 
 	}
 	return rc.For(id)
 }
+
+// Delivery is a job's delivery as the API shows it.
+type Delivery = view.DeliveryView
+
+// From is the same client connecting from the local address ip (on Linux
+// every 127.0.0.0/8 address is this machine's), so one test can be several
+// clients of a service that tells clients apart by address.
+func (c *Client) From(ip string) *Client {
+	cc := *c
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
+	cc.HTTP = &http.Client{Timeout: c.HTTP.Timeout, Transport: &http.Transport{Proxy: nil, DialContext: dialer.DialContext}}
+	return &cc
+}
+
+// Open GETs a link the service handed out (a signed link: a path, or an
+// absolute URL when THUMBNAILED_PUBLIC_URL is set), without the API key, as
+// a person who was sent the link would. method is GET or HEAD.
+func (c *Client) Open(t testing.TB, method, link string) Response {
+	t.Helper()
+	cc := c.WithKey("")
+	if strings.HasPrefix(link, "http://") || strings.HasPrefix(link, "https://") {
+		cc.URL = ""
+	}
+	return cc.Do(t, method, link, nil, nil)
+}
+
+// Delete erases job id.
+func (c *Client) Delete(t testing.TB, id string) Response {
+	t.Helper()
+	return c.Do(t, http.MethodDelete, "/v1/thumbnails/"+id, nil, nil)
+}
+
+// Page is one page of GET /v1/thumbnails.
+type Page struct {
+	Items      []Job  `json:"items"`
+	NextCursor string `json:"next_cursor"`
+}
+
+// List is one page of the caller's jobs; query holds status, limit and
+// cursor (nil: the first page with the defaults). The page is empty unless
+// the answer is 200.
+func (c *Client) List(t testing.TB, query url.Values) (Page, Response) {
+	t.Helper()
+	path := "/v1/thumbnails"
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	r := c.Do(t, http.MethodGet, path, nil, nil)
+	var p Page
+	if r.Status == http.StatusOK {
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			t.Fatalf("not a page of jobs: %v\n%s", err, r.Body)
+		}
+	}
+	return p, r
+}
+
+// ListAll follows next_cursor from the first page to the last, limit jobs a
+// page, and returns every page.
+func (c *Client) ListAll(t testing.TB, query url.Values) []Page {
+	t.Helper()
+	var pages []Page
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = v
+	}
+	for {
+		p, r := c.List(t, q)
+		if r.Status != http.StatusOK {
+			t.Fatalf("GET /v1/thumbnails?%s: %d %s", q.Encode(), r.Status, r.Body)
+		}
+		pages = append(pages, p)
+		if p.NextCursor == "" {
+			return pages
+		}
+		if len(pages) > 1000 {
+			t.Fatal("more than 1000 pages: the cursor does not move on")
+		}
+		q.Set("cursor", p.NextCursor)
+	}
+}
+
+// Redeliver asks for a delivery of job id again.
+func (c *Client) Redeliver(t testing.TB, id, channel string) Response {
+	t.Helper()
+	return c.Do(t, http.MethodPost, "/v1/thumbnails/"+id+"/deliveries/"+channel+"/redeliver", nil, nil)
+}
+
+// SSE is one server-sent event.
+type SSE struct {
+	ID    string
+	Event string
+	Data  []byte
+}
+
+// Job decodes a status event's data.
+func (e SSE) Job(t testing.TB) Job {
+	t.Helper()
+	var j Job
+	if e.Event != "status" {
+		t.Fatalf("event %q (id %s), not a status event: %s", e.Event, e.ID, e.Data)
+	}
+	if err := json.Unmarshal(e.Data, &j); err != nil {
+		t.Fatalf("status event %s: %v\n%s", e.ID, err, e.Data)
+	}
+	return j
+}
+
+// Delivery decodes a delivery event's data.
+func (e SSE) Delivery(t testing.TB) Delivery {
+	t.Helper()
+	var d Delivery
+	if e.Event != "delivery" {
+		t.Fatalf("event %q (id %s), not a delivery event: %s", e.Event, e.ID, e.Data)
+	}
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		t.Fatalf("delivery event %s: %v\n%s", e.ID, err, e.Data)
+	}
+	return d
+}
+
+// Stream is an open event stream of one job.
+type Stream struct {
+	Response Response // status and header; the body is read as events
+	events   chan SSE
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	comments int
+}
+
+// Events opens GET /v1/thumbnails/{id}/events with header (Last-Event-ID,
+// say). When the answer is not 200 it returns nil and the answer, read.
+// The stream closes when t ends.
+func (c *Client) Events(t testing.TB, id string, header http.Header) (*Stream, Response) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/v1/thumbnails/"+id+"/events", nil)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if c.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Key)
+	}
+	client := *c.HTTP
+	client.Timeout = 0 // a stream lasts; Close ends it
+	resp, err := client.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("GET events of %s: %v", id, err)
+	}
+	r := Response{Status: resp.StatusCode, Header: resp.Header}
+	if resp.StatusCode != http.StatusOK {
+		r.Body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		return nil, r
+	}
+	s := &Stream{Response: r, events: make(chan SSE, 64), cancel: cancel}
+	go s.read(ctx, resp.Body)
+	t.Cleanup(s.Close)
+	return s, r
+}
+
+func (s *Stream) read(ctx context.Context, body io.ReadCloser) {
+	defer close(s.events)
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var ev SSE
+	var data []string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if ev.Event != "" || len(data) > 0 {
+				ev.Data = []byte(strings.Join(data, "\n"))
+				select {
+				case s.events <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+			ev, data = SSE{}, nil
+		case strings.HasPrefix(line, ":"):
+			s.mu.Lock()
+			s.comments++
+			s.mu.Unlock()
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "id":
+				ev.ID = value
+			case "event":
+				ev.Event = value
+			case "data":
+				data = append(data, value)
+			}
+		}
+	}
+}
+
+// Next is the next event; it fails the test when none comes within timeout
+// or the stream has ended.
+func (s *Stream) Next(t testing.TB, timeout time.Duration) SSE {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatal("the event stream ended")
+		}
+		return ev
+	case <-time.After(timeout):
+		t.Fatalf("no event within %s", timeout)
+	}
+	return SSE{}
+}
+
+// Ends reports whether the server closes the stream, with no further event,
+// within timeout.
+func (s *Stream) Ends(t testing.TB, timeout time.Duration) bool {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if ok {
+			t.Errorf("another event before the end: %s %s %s", ev.ID, ev.Event, ev.Data)
+		}
+		return !ok
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Comments is how many comment lines (": keep-alive") the stream has had.
+func (s *Stream) Comments() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.comments
+}
+
+// Close hangs up.
+func (s *Stream) Close() { s.cancel() }

@@ -25,6 +25,7 @@ type Server struct {
 	messages []Message
 	reply    func(rcpt string) error
 	addr     string
+	stalls   []*stall // StallNext (stall.go)
 }
 
 // New starts a server on a free loopback port.
@@ -103,7 +104,7 @@ func (s *session) Data(r io.Reader) error {
 	s.server.mu.Lock()
 	s.server.messages = append(s.server.messages, s.msg)
 	s.server.mu.Unlock()
-	return nil
+	return s.server.stallReply(s.msg) // StallNext (stall.go)
 }
 
 func (s *session) Reset()        { s.msg = Message{} }

@@ -1,0 +1,201 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/jobs"
+)
+
+// stalledListener accepts connections and never reads or answers, like a
+// Redis that hung; it returns its address.
+func stalledListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// storeAt is a store whose Redis is at addr, dialled the way the service
+// does (every call bounded by its context, no read deadline of the pool's).
+func storeAt(t *testing.T, addr string) *jobs.Store {
+	t.Helper()
+	pool := &redis.Pool{MaxIdle: 4, DialContext: func(ctx context.Context) (redis.Conn, error) {
+		return redis.DialContext(ctx, "tcp", addr)
+	}}
+	t.Cleanup(func() { pool.Close() })
+	return jobs.NewStore(pool, jobs.Options{Namespace: "down", TTL: time.Hour, Lease: lease, Queue: &fakeQueue{list: "down:queue"}})
+}
+
+// Redis gone or hung: every call fails with an error wrapping
+// ErrUnavailable (the API's 503) within its context's deadline.
+func TestRedisTroubleIsUnavailableWithinTheDeadline(t *testing.T) {
+	stores := map[string]*jobs.Store{
+		"closed port":     storeAt(t, closedAddr(t)),
+		"never answering": storeAt(t, stalledListener(t)),
+	}
+	job := func() *jobs.Job {
+		return jobs.New("j1", jobs.Owner{Client: client}, request(), time.Now(), time.Hour)
+	}
+	calls := map[string]func(context.Context, *jobs.Store) error{
+		"ping": func(ctx context.Context, s *jobs.Store) error { return s.Ping(ctx) },
+		"get": func(ctx context.Context, s *jobs.Store) error {
+			_, err := s.Get(ctx, "j1")
+			return err
+		},
+		"submit": func(ctx context.Context, s *jobs.Store) error {
+			_, _, err := s.Submit(ctx, job(), nil)
+			return err
+		},
+		"submit with a key": func(ctx context.Context, s *jobs.Store) error {
+			_, _, err := s.Submit(ctx, job(), &jobs.Idempotency{Scope: client, Key: "k", Fingerprint: "fp"})
+			return err
+		},
+		"begin": func(ctx context.Context, s *jobs.Store) error {
+			_, _, err := s.Begin(ctx, "j1", 3)
+			return err
+		},
+		"claim": func(ctx context.Context, s *jobs.Store) error {
+			_, _, _, err := s.Claim(ctx, "j1", jobs.ChannelCallback, 1)
+			return err
+		},
+		"record": func(ctx context.Context, s *jobs.Store) error {
+			_, err := s.Record(ctx, "j1", jobs.ChannelCallback, 1, delivered(1))
+			return err
+		},
+		"redeliver": func(ctx context.Context, s *jobs.Store) error {
+			_, err := s.Redeliver(ctx, "j1", jobs.ChannelCallback)
+			return err
+		},
+		"list": func(ctx context.Context, s *jobs.Store) error {
+			_, _, err := s.List(ctx, client, "", 10, "")
+			return err
+		},
+		"erase": func(ctx context.Context, s *jobs.Store) error { return s.Erase(ctx, "j1") },
+		"move due": func(ctx context.Context, s *jobs.Store) error {
+			_, _, err := s.MoveDue(ctx)
+			return err
+		},
+		"renew": func(ctx context.Context, s *jobs.Store) error {
+			return s.Renew(ctx, []jobs.Lease{{Kind: jobs.KindThumbnail, JobID: "j1"}})
+		},
+		"expired leases": func(ctx context.Context, s *jobs.Store) error {
+			_, err := s.ExpiredLeases(ctx, 10)
+			return err
+		},
+		"expired": func(ctx context.Context, s *jobs.Store) error {
+			_, err := s.Expired(ctx, 10)
+			return err
+		},
+		"lead": func(ctx context.Context, s *jobs.Store) error {
+			_, err := s.Lead(ctx, "sweeper", "p1", time.Minute)
+			return err
+		},
+		"allow email": func(ctx context.Context, s *jobs.Store) error {
+			_, _, err := s.AllowEmail(ctx, "a@example.com", "j1", 10, time.Now())
+			return err
+		},
+	}
+	const deadline = 500 * time.Millisecond
+	type result struct {
+		name string
+		err  error
+		took time.Duration
+	}
+	results := make(chan result)
+	for name, s := range stores {
+		for call, fn := range calls {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				defer cancel()
+				start := time.Now()
+				err := fn(ctx, s)
+				results <- result{name + "/" + call, err, time.Since(start)}
+			}()
+		}
+	}
+	for range len(stores) * len(calls) {
+		r := <-results
+		t.Run(r.name, func(t *testing.T) {
+			is := is.New(t)
+			t.Logf("after %v: %v", r.took.Round(time.Millisecond), r.err)
+			is.True(errors.Is(r.err, jobs.ErrUnavailable)) // trouble with Redis is ErrUnavailable
+			is.True(r.took < deadline+time.Second)         // and the call keeps its deadline
+		})
+	}
+}
+
+// A subscription blocks on reads: against a hung Redis it still ends when
+// its context does, and a Redis that is gone is ErrUnavailable at once.
+func TestSubscribeEndsWithItsContextEvenWhenRedisHangs(t *testing.T) {
+	is := is.New(t)
+	s := storeAt(t, closedAddr(t))
+	for _, addr := range []string{stalledListener(t), closedAddr(t)} {
+		dial := func(ctx context.Context) (redis.Conn, error) { return redis.DialContext(ctx, "tcp", addr) }
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		err := s.Subscribe(ctx, dial, "wake", func(string) { t.Error("a message from nowhere") })
+		cancel()
+		t.Logf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		is.True(err != nil)
+		is.True(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jobs.ErrUnavailable))
+		is.True(time.Since(start) < time.Second)
+	}
+}
+
+// The rate limit fails closed: when Redis cannot answer, no request passes.
+func TestRateLimiterFailsClosed(t *testing.T) {
+	for name, addr := range map[string]string{"closed port": closedAddr(t), "never answering": stalledListener(t)} {
+		t.Run(name, func(t *testing.T) {
+			is := is.New(t)
+			l := jobs.NewRateLimiter(storeAt(t, addr), 10, 20)
+			start := time.Now()
+			ok, err := l.Allow("client-a")
+			t.Logf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+			is.True(!ok)
+			is.True(errors.Is(err, jobs.ErrUnavailable))
+			is.True(time.Since(start) < 2*time.Second) // within the limiter's own deadline
+		})
+	}
+}
