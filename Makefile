@@ -9,7 +9,8 @@ BIN      := bin/thumbnailed
 RACE_PKGS := ./jobs/... ./worker/... ./notifier/... ./server/... ./safehttp/... ./webui/... ./blob/... ./connlimit/... ./keys/... ./cmd/...
 # `thumbnailed version` names the build.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME ?= 10s
 # Extra flags for go test, e.g. TESTFLAGS=-v to list every test that ran.
 TESTFLAGS ?=
@@ -17,7 +18,7 @@ TESTFLAGS ?=
 .PHONY: run build test test-race test-go test-vips bench fuzz lint docker load
 
 run:
-	$(GO) run -tags '$(TAGS)' ./cmd/thumbnailed
+	$(GO) run -tags '$(TAGS)' -ldflags '$(LDFLAGS)' ./cmd/thumbnailed
 
 build:
 	CGO_ENABLED=$(if $(TAGS),1,0) $(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/thumbnailed
@@ -59,4 +60,4 @@ lint:
 	$(GO) vet -tags vips ./...
 
 docker:
-	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$$(git rev-parse --short HEAD) -t thumbnailed .
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t thumbnailed .

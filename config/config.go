@@ -203,7 +203,7 @@ func (c *Config) validate(r *reader, allowAnonymousEmail bool) {
 		known = known || role == c.Role
 	}
 	if !known {
-		r.errs = append(r.errs, fmt.Errorf("unknown role %q: use one of %s", c.Role, strings.Join(Roles, ", ")))
+		r.errs = append(r.errs, fmt.Errorf("unknown role %q: use one of %s (or the commands healthcheck and version)", c.Role, strings.Join(Roles, ", ")))
 	}
 	if c.RedisURL == "" && (c.Role == RoleAPI || c.Role == RoleWorker || c.Role == RoleWebUI) {
 		r.fail("THUMBNAILED_REDIS_URL", "is required for the %s role (only the all-in-one role runs an embedded Redis)", c.Role)
@@ -237,6 +237,12 @@ func (c *Config) validate(r *reader, allowAnonymousEmail bool) {
 	}
 	if c.Notifier.WebhookSecret != "" && keys.ValidSecret(c.Notifier.WebhookSecret) != nil {
 		r.fail("THUMBNAILED_WEBHOOK_SECRET", "must be whsec_ followed by base64 of at least 16 random bytes")
+	}
+	switch {
+	case c.Storage.Backend != blob.BackendS3 && c.Server.MaxInflightUploadBytes < c.Server.MaxUploadBytes:
+		r.fail("THUMBNAILED_MAX_INFLIGHT_UPLOAD_BYTES", "is %d, below THUMBNAILED_MAX_UPLOAD_BYTES (%d): with images in Redis an upload is held whole, so the largest uploads could never be taken", c.Server.MaxInflightUploadBytes, c.Server.MaxUploadBytes)
+	case c.Server.MaxInflightUploadBytes < 8<<20:
+		r.fail("THUMBNAILED_MAX_INFLIGHT_UPLOAD_BYTES", "is %d; a streamed upload holds up to about 6 MiB, so at least 8388608 is needed", c.Server.MaxInflightUploadBytes)
 	}
 	for _, p := range c.Server.TrustedProxies {
 		if p.Bits() == 0 {

@@ -105,6 +105,9 @@ func TestSettingsThatDisableAProtectionAreRefused(t *testing.T) {
 		"THUMBNAILED_LINK_SECRET":        {"short"},
 		"THUMBNAILED_PUBLIC_URL":         {"thumbs.example.com", "ftp://x", "https://x/?a=b"},
 		"THUMBNAILED_STORAGE_URL":        {"s3://", "gs://bucket", "s3://b?endpoint=ftp://x"},
+		// Held whole with images in Redis: below the largest upload, those
+		// uploads could never be taken.
+		"THUMBNAILED_MAX_INFLIGHT_UPLOAD_BYTES": {"10485760", "1048576"},
 	} {
 		for _, v := range values {
 			t.Run(name+"="+v, func(t *testing.T) {

@@ -136,7 +136,7 @@ func (s *Store) apply(job *Job, d *Delivery, t *tx, o Outcome) {
 	default:
 		next := o.Next.UTC()
 		d.NextAttemptAt, d.LastError = &next, o.Message
-		t.due(Work{Kind: d.Channel, JobID: job.ID, Attempt: d.Attempts + 1}, next)
+		t.due(job.work(d.Channel, d.Attempts+1), next)
 	}
 	t.dropLease(d.Channel, job.ID)
 }
@@ -154,7 +154,7 @@ func (s *Store) Redeliver(ctx context.Context, id, channel string) (*Job, error)
 		}
 		d.Status, d.ErrorCode, d.NextAttemptAt = DeliveryPending, "", nil
 		d.SeriesStart = d.Attempts + 1
-		t.push(Work{Kind: channel, JobID: id, Attempt: d.SeriesStart})
+		t.push(job.work(channel, d.SeriesStart))
 		return nil
 	})
 }

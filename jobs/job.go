@@ -249,6 +249,12 @@ func (j *Job) Target(channel string) string {
 	return ""
 }
 
+// work is a piece of the job's work for the queue: its run (attempt 0) or
+// an attempt of a delivery.
+func (j *Job) work(kind string, attempt int) Work {
+	return Work{Kind: kind, JobID: j.ID, Attempt: attempt, KeyName: j.KeyName}
+}
+
 // EventType is the push event a finished job produces.
 func (j *Job) EventType() string {
 	if j.Status == StatusSucceeded {

@@ -88,7 +88,7 @@ func (s *Store) finish(job *Job, t *tx, status Status) {
 	t.dropLease(KindThumbnail, job.ID)
 	for _, d := range job.Deliveries {
 		if d.Status == DeliveryPending && d.Attempts == 0 {
-			t.push(Work{Kind: d.Channel, JobID: job.ID, Attempt: 1})
+			t.push(job.work(d.Channel, 1))
 		}
 	}
 }
@@ -137,7 +137,7 @@ func (s *Store) Retry(ctx context.Context, id string, delay time.Duration) (*Job
 		job.Status = StatusQueued
 		job.Retries++
 		t.dropLease(KindThumbnail, id)
-		t.due(Work{Kind: KindThumbnail, JobID: id}, t.now.Add(delay))
+		t.due(job.work(KindThumbnail, 0), t.now.Add(delay))
 		return nil
 	})
 }
@@ -164,7 +164,7 @@ func (s *Store) Rescue(ctx context.Context, id string) (bool, error) {
 		job.Crashes++
 		job.Status = StatusQueued
 		t.dropLease(KindThumbnail, id)
-		t.push(Work{Kind: KindThumbnail, JobID: id})
+		t.push(job.work(KindThumbnail, 0))
 		return nil
 	})
 	if err == nil && stale {

@@ -29,6 +29,9 @@ type Work struct {
 	// Redeliver marks a delivery attempt that starts a new series on a
 	// delivery that had ended (the web UI's retry of a dead delivery job).
 	Redeliver bool
+	// KeyName names the API key the job belongs to, for operators (the web
+	// UI shows a queue entry's arguments); never the key.
+	KeyName string
 }
 
 // KindThumbnail is the work of making a job's images; delivery work is

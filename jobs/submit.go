@@ -56,7 +56,7 @@ func (s *Store) Submit(ctx context.Context, job *Job, idem *Idempotency) (*Job, 
 			return nil, false, err
 		}
 		t := &tx{s: s, conn: conn, now: s.clock()}
-		t.push(Work{Kind: KindThumbnail, JobID: job.ID})
+		t.push(job.work(KindThumbnail, 0))
 		if job.Client != "" {
 			created := job.CreatedAt.UnixMilli()
 			t.send("ZADD", s.clientKey(job.Client), created, job.ID)

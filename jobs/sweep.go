@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -219,34 +218,44 @@ func (s *Store) Subscribe(ctx context.Context, dial func(context.Context) (redis
 	if err := psc.Subscribe(channel); err != nil {
 		return unavailable("subscribe", err)
 	}
-	// A connection that silently died would never deliver again: ping it,
-	// and take its silence as the end.
+	// A connection that silently died would never deliver again: a PING
+	// goes every 15 s from beside the reader (redigo allows one writer
+	// beside one reader), and a read that hears nothing, not even the
+	// PONG, for twice that ends the subscription. (Pinging when a read
+	// times out does not work: a redigo read that times out closes the
+	// connection, and what is published until it is made again is lost.)
 	const every = 15 * time.Second
 	// When ctx ends the connection closes, which ends the read at once: a
 	// stalled Redis would never answer an UNSUBSCRIBE.
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
-	pinged := false
+	pinging := make(chan struct{})
+	defer close(pinging)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-pinging:
+				return
+			case <-t.C:
+				if psc.Ping("") != nil {
+					_ = conn.Close() // the read then fails and reports it
+					return
+				}
+			}
+		}
+	}()
 	for {
-		switch v := psc.ReceiveWithTimeout(every).(type) {
+		switch v := psc.ReceiveWithTimeout(2 * every).(type) {
 		case redis.Message:
-			pinged = false
 			fn(string(v.Data))
 		case redis.Pong:
-			pinged = false
 		case redis.Subscription:
 			if v.Count == 0 {
 				return ctx.Err()
 			}
 		case error:
-			var netErr interface{ Timeout() bool }
-			if errors.As(v, &netErr) && netErr.Timeout() && !pinged && ctx.Err() == nil {
-				pinged = true
-				if err := psc.Ping(""); err != nil {
-					return unavailable("subscription", err)
-				}
-				continue
-			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

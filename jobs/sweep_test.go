@@ -286,3 +286,40 @@ func TestSubscribeHearsWakeUpsAndEvents(t *testing.T) {
 		}
 	}
 }
+
+// Open event streams are counted per client across API processes; a stream
+// whose process died stops counting once its lease runs out, and one that
+// renews keeps counting.
+func TestStreamsAreCountedUntilTheirLeaseRunsOut(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	e := newEnv(t, time.Hour)
+	for i := range 3 {
+		ok, err := e.s.OpenStream(ctx, "key:a", fmt.Sprint("s", i), 3)
+		is.NoErr(err)
+		is.True(ok)
+	}
+	ok, err := e.s.OpenStream(ctx, "key:a", "s3", 3)
+	is.NoErr(err)
+	is.True(!ok) // the fourth
+	ok, err = e.s.OpenStream(ctx, "key:b", "s0", 3)
+	is.NoErr(err)
+	is.True(ok) // another client counts its own
+
+	is.NoErr(e.s.CloseStream(ctx, "key:a", "s0"))
+	ok, err = e.s.OpenStream(ctx, "key:a", "s4", 3)
+	is.NoErr(err)
+	is.True(ok) // a closed stream frees its place
+
+	e.clock.Advance(jobs.StreamLease / 2)
+	is.NoErr(e.s.RenewStream(ctx, "key:a", "s1")) // s1 renews; s2 and s4 do not (their process died)
+	e.clock.Advance(jobs.StreamLease/2 + time.Second)
+	for _, s := range []string{"s5", "s6"} {
+		ok, err = e.s.OpenStream(ctx, "key:a", s, 3)
+		is.NoErr(err)
+		is.True(ok)
+	}
+	ok, err = e.s.OpenStream(ctx, "key:a", "s7", 3)
+	is.NoErr(err)
+	is.True(!ok) // s1, s5 and s6 are open
+}

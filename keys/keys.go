@@ -79,6 +79,13 @@ func Parse(inline []string, file []byte) (*Set, error) {
 			s.keys = append(s.keys, k)
 		}
 	}
+	// With a keys file every call needs a key, and no key at all means an
+	// open API: a file emptied of its keys would open the service (a mail
+	// relay, with SMTP set) on a reload. A file that leaves no key is a bad
+	// file: refused on SIGHUP (the keys in force stay), and at start.
+	if file != nil && len(errs) == 0 && len(s.keys) == 0 {
+		errs = append(errs, errors.New("THUMBNAILED_API_KEYS_FILE lists no key: with a keys file every call needs a key (to run the API open, set neither THUMBNAILED_API_KEYS nor THUMBNAILED_API_KEYS_FILE)"))
+	}
 	seenName, seenKey := map[string]bool{}, map[[sha256.Size]byte]bool{}
 	for _, k := range s.keys {
 		if seenName[k.Name] {

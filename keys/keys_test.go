@@ -101,6 +101,23 @@ func TestReloadSwapsTheSetAndKeepsItOnABadFile(t *testing.T) {
 	is.True(err != nil)
 }
 
+// A keys file that lists no key would open the API: it is a bad file, at
+// start and on a reload (which keeps the keys in force).
+func TestAKeysFileWithoutKeysIsRefused(t *testing.T) {
+	is := is.New(t)
+	_, err := keys.Parse(nil, []byte(`[]`))
+	is.True(err != nil)
+	is.True(strings.Contains(err.Error(), "lists no key"))
+
+	path := filepath.Join(t.TempDir(), "keys.json")
+	is.NoErr(os.WriteFile(path, []byte(`[{"name":"a","key":"a-key-0123456789ab"}]`), 0o600))
+	ring, err := keys.Load(nil, path)
+	is.NoErr(err)
+	is.NoErr(os.WriteFile(path, []byte(`[]`), 0o600))
+	is.True(ring.Reload() != nil)
+	is.Equal(ring.Current().Len(), 1) // still closed
+}
+
 func TestNoKeysMeansOpen(t *testing.T) {
 	is := is.New(t)
 	ring, err := keys.Load(nil, "")

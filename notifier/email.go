@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -168,9 +169,18 @@ func (n *Notifier) buildEmail(ctx context.Context, log *slog.Logger, job *jobs.J
 	}
 	msg.Subject(rendered.Subject)
 	msg.SetDate()
-	// One message per job: the same id on every attempt lets mail systems
-	// drop a duplicate left by an attempt that was interrupted.
-	msg.SetMessageIDWithValue("thumbnail-" + safeName(job.ID) + "@" + n.mailDomain())
+	// One message per series of attempts: the same id on every attempt lets
+	// mail systems drop a duplicate left by an attempt that was interrupted;
+	// a redelivery is a new message, which a mail system must not drop.
+	series := 1
+	if d := job.Delivery(jobs.ChannelEmail); d != nil && d.SeriesStart > 1 {
+		series = d.SeriesStart
+	}
+	id := "thumbnail-" + safeName(job.ID)
+	if series > 1 {
+		id += "-" + strconv.Itoa(series)
+	}
+	msg.SetMessageIDWithValue(id + "@" + n.mailDomain())
 	msg.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
 	msg.SetGenHeader(mail.HeaderXAutoResponseSuppress, "All")
 	msg.SetBodyString(mail.TypeTextPlain, rendered.Text)

@@ -505,3 +505,29 @@ var signedLink = regexp.MustCompile(`https://thumbs\.example\.com/v1/thumbnails/
 
 // signedLinks are the signed links in a text, in order.
 func signedLinks(text string) []string { return signedLink.FindAllString(text, -1) }
+
+// Attempts of one series share a Message-ID (a mail system may drop the
+// duplicate an interrupted attempt left); a redelivery is a new message with
+// an id of its own, so that no mail system drops it as a duplicate.
+func TestARedeliveredEmailIsANewMessage(t *testing.T) {
+	is := is.New(t)
+	dir := t.TempDir()
+	e := newEnv(t, notifier.Config{OutboxDir: dir})
+	job := e.failedJob("job-again", mary, "", "timeout", "took too long")
+	messageID := func() string {
+		raw, err := os.ReadFile(filepath.Join(dir, "job-again-email.eml"))
+		is.NoErr(err)
+		msg, _ := parseMessage(t, raw)
+		return msg.Header.Get("Message-Id")
+	}
+	is.NoErr(e.deliver(jobs.ChannelEmail, job.ID, 1))
+	first := messageID()
+	is.True(strings.HasPrefix(first, "<thumbnail-job-again@"))
+
+	_, err := e.store.Redeliver(context.Background(), job.ID, jobs.ChannelEmail)
+	is.NoErr(err)
+	is.NoErr(e.deliver(jobs.ChannelEmail, job.ID, 2))
+	again := messageID()
+	is.True(again != first)
+	is.True(strings.HasPrefix(again, "<thumbnail-job-again-2@"))
+}

@@ -109,7 +109,7 @@ func New(logger *slog.Logger, cfg Config, store Store, blobs Blobs, client *safe
 	}
 	n.email = channel{name: jobs.ChannelEmail, schedule: cfg.EmailSchedule, timeout: 2 * n.cfg.SMTPTimeout, send: n.sendEmail}
 	n.callback = channel{name: jobs.ChannelCallback, schedule: cfg.CallbackSchedule, timeout: cfg.CallbackTimeout, send: n.sendCallback}
-	logger.Info("deliveries ready", "mail", n.mailer.describe(), "signed_callbacks", cfg.WebhookSecret != "" || secrets != nil,
+	logger.Info("deliveries ready", "mail", n.mailer.describe(), "service_webhook_secret", cfg.WebhookSecret != "",
 		"callback_schedule", cfg.CallbackSchedule.String(), "email_schedule", cfg.EmailSchedule.String())
 	return n, nil
 }

@@ -364,6 +364,29 @@ func TestEventStreamsAreLimitedPerKey(t *testing.T) {
 	}))
 }
 
+// The limit holds across API processes: a client cannot open ten streams
+// on each of them.
+func TestEventStreamsAreLimitedAcrossProcesses(t *testing.T) {
+	is := is.New(t)
+	one := newAPIWith(t, apiOptions{keys: []string{consoleKeyA}, events: true})
+	two := newAPIWith(t, apiOptions{keys: []string{consoleKeyA}, events: true, beside: one})
+	a1, a2 := one.WithKey(consoleKeyA), two.WithKey(consoleKeyA)
+	job := submitURL(t, a1, nil)
+	for i := range MaxStreamsPerClient {
+		s, r := []*testapi.Client{a1, a2}[i%2].Events(t, job.ID, nil)
+		if s == nil {
+			t.Fatalf("stream %d: %d %s", i+1, r.Status, r.Body)
+		}
+		is.Equal(s.Next(t, 5*time.Second).Event, "status")
+		defer s.Close()
+	}
+	for _, c := range []*testapi.Client{a1, a2} {
+		s, r := c.Events(t, job.ID, nil)
+		is.True(s == nil)
+		is.Equal(r.Status, http.StatusTooManyRequests) // on either process
+	}
+}
+
 func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)

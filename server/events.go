@@ -22,12 +22,16 @@ import (
 // jobs.Store.Subscribe) out to the event streams open on this process, so
 // a stream follows its job whichever api or worker process changes it.
 type Events struct {
-	log       *slog.Logger
-	maxPerKey int
+	log *slog.Logger
 
 	mu      sync.Mutex
 	watches map[string]map[chan struct{}]struct{} // job id -> its streams' wake-ups
-	open    map[string]int                        // client scope -> open streams
+
+	// closing is closed by Close when the process stops, and every open
+	// stream then ends: a stream never finishes by itself, and
+	// http.Server.Shutdown would wait the whole shutdown timeout for it.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // Stream limits.
@@ -35,13 +39,18 @@ const (
 	MaxStreamsPerClient = 10
 	streamLifetime      = 10 * time.Minute
 	keepAliveEvery      = 15 * time.Second
+	streamWriteTimeout  = 30 * time.Second
 )
 
 // NewEvents returns the fan-out of this process.
 func NewEvents(log *slog.Logger) *Events {
-	return &Events{log: log, maxPerKey: MaxStreamsPerClient,
-		watches: map[string]map[chan struct{}]struct{}{}, open: map[string]int{}}
+	return &Events{log: log, watches: map[string]map[chan struct{}]struct{}{}, closing: make(chan struct{})}
 }
+
+// Close ends every open stream, at once: for a graceful shutdown
+// (http.Server.RegisterOnShutdown). A client reconnects, with
+// Last-Event-ID, to another api process and gets the current status.
+func (e *Events) Close() { e.closeOnce.Do(func() { close(e.closing) }) }
 
 // Run receives job changes until ctx ends, subscribing again whenever the
 // subscription breaks. subscribe is the store's Subscribe on its "events"
@@ -91,15 +100,10 @@ func (e *Events) wakeAll() {
 	}
 }
 
-// watch opens a stream of client on job id, or reports that the client
-// has as many open as it may.
-func (e *Events) watch(client, id string) (<-chan struct{}, func(), bool) {
+// watch follows job id: the returned channel says it changed, until stop.
+func (e *Events) watch(id string) (<-chan struct{}, func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.open[client] >= e.maxPerKey {
-		return nil, nil, false
-	}
-	e.open[client]++
 	ch := make(chan struct{}, 1)
 	if e.watches[id] == nil {
 		e.watches[id] = map[chan struct{}]struct{}{}
@@ -112,10 +116,7 @@ func (e *Events) watch(client, id string) (<-chan struct{}, func(), bool) {
 		if len(e.watches[id]) == 0 {
 			delete(e.watches, id)
 		}
-		if e.open[client]--; e.open[client] <= 0 {
-			delete(e.open, client)
-		}
-	}, true
+	}
 }
 
 // handleEvents is GET /v1/thumbnails/{id}/events: Server-Sent Events. On
@@ -132,12 +133,25 @@ func handleEvents(d Deps) echo.HandlerFunc {
 		if d.Events == nil {
 			return problem(codes.NotFound, "event streams are not served here")
 		}
-		wake, stop, ok := d.Events.watch(clientScope(c), job.ID)
+		// The streams of a client are counted in Redis, across every API process.
+		client, streamID := clientScope(c), newJobID()
+		octx, ocancel := context.WithTimeout(c.Request().Context(), storageDeadline)
+		ok, err := d.Store.OpenStream(octx, client, streamID, MaxStreamsPerClient)
+		ocancel()
+		if err != nil {
+			return err
+		}
 		if !ok {
 			p := problem(codes.TooManyStreams, fmt.Sprintf("this client already has %d event streams open; close one first", MaxStreamsPerClient))
 			p.retryAfter = "10"
 			return p
 		}
+		defer func() {
+			cctx, ccancel := context.WithTimeout(context.Background(), storageDeadline)
+			_ = d.Store.CloseStream(cctx, client, streamID)
+			ccancel()
+		}()
+		wake, stop := d.Events.watch(job.ID)
 		defer stop()
 		h := c.Response().Header()
 		h.Set(echo.HeaderContentType, "text/event-stream")
@@ -156,11 +170,17 @@ func handleEvents(d Deps) echo.HandlerFunc {
 			select {
 			case <-ctx.Done():
 				return nil
+			case <-d.Events.closing: // the process stops
+				return nil
 			case <-keepAlive.C:
+				s.deadline()
 				if _, err := fmt.Fprint(c.Response(), ": keep-alive\n\n"); err != nil {
 					return nil
 				}
 				c.Response().Flush()
+				rctx, rcancel := context.WithTimeout(ctx, storageDeadline)
+				_ = d.Store.RenewStream(rctx, client, streamID)
+				rcancel()
 			case <-wake:
 				rctx, rcancel := context.WithTimeout(ctx, storageDeadline)
 				job, err = d.Store.Get(rctx, job.ID)
@@ -220,11 +240,18 @@ func (s *stream) send(job *jobs.Job) error {
 	return nil
 }
 
+// deadline gives the next write streamWriteTimeout: a client that stops
+// reading (its socket buffer full) ends its stream instead of holding it.
+func (s *stream) deadline() {
+	_ = http.NewResponseController(s.c.Response().Writer).SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+}
+
 func (s *stream) event(id int, name string, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return err
 	}
+	s.deadline()
 	_, err = fmt.Fprintf(s.c.Response(), "id: %d\nevent: %s\ndata: %s\n\n", id, name, b)
 	return err
 }

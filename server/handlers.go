@@ -84,10 +84,10 @@ func handleCreateThumbnail(logger *slog.Logger, cfg Config, d Deps, uploads *bud
 			return problem(codes.IdempotencyKeyReused,
 				"this Idempotency-Key was already used with a different request; use a new key for a new request")
 		case err != nil:
-			// FIX (systemtest TestAPICrashKeepsEveryPromise): a submit whose
-			// answer timed out may have been written all the same (a retry of
-			// the key then answers 200 with the job): its upload stays. The
-			// sweeper deletes it at the reservation's time if no job was made.
+			// A submit whose answer timed out may have been written all the
+			// same (a retry of the key then answers 200 with the job): its
+			// upload stays. The sweeper deletes it at the reservation's time
+			// if no job was made.
 			keepUpload = errors.Is(err, jobs.ErrUnavailable)
 			return err
 		}
@@ -372,7 +372,10 @@ func handleReadyz(d Deps) echo.HandlerFunc {
 			ping func(context.Context) error
 		}{{"Redis", d.Store.Ping}, {"the blob store", d.Blobs.Ping}} {
 			if err := dep.ping(ctx); err != nil {
-				p := problem(codes.StorageUnavailable, dep.what+" does not answer: "+err.Error())
+				// Where Redis or the store lives is for the logs, not for
+				// whoever can reach this port.
+				requestLog(c, slog.Default()).Warn("not ready", "error", err)
+				p := problem(codes.StorageUnavailable, dep.what+" does not answer")
 				p.retryAfter = "5"
 				return p
 			}

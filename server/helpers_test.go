@@ -61,6 +61,9 @@ type apiOptions struct {
 	metrics bool
 	// page serves the try-it page at /.
 	page bool
+	// beside, when set, is another API process of the same service: this
+	// one uses its Redis and namespace.
+	beside *testAPI
 }
 
 // testAPI is the real API (server.New's handler) on a real Redis (see
@@ -85,6 +88,9 @@ func newTestAPI(t *testing.T, cfg Config) *testAPI {
 func newAPIWith(t *testing.T, o apiOptions) *testAPI {
 	t.Helper()
 	r := testredis.New(t)
+	if o.beside != nil {
+		r = o.beside.redis
+	}
 	cfg := o.cfg
 	if cfg.MaxUploadBytes == 0 {
 		cfg.MaxUploadBytes = 1 << 20

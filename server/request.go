@@ -387,7 +387,8 @@ func (r *createRequest) Valid(l limits) map[string]string {
 			path = ""
 		}
 		if r.Outputs != nil {
-			o.options.check(path+".", l, bad)
+			// Its own fields: what it takes from the top level was checked there.
+			r.Outputs[i].options.check(path+".", l, bad)
 			if o.Name != "" && !validOutputName.MatchString(o.Name) {
 				bad[path+".name"] = "must be 1 to 32 of a-z, 0-9, _ and -"
 			}
@@ -397,11 +398,11 @@ func (r *createRequest) Valid(l limits) map[string]string {
 			names[o.Name] = true
 		}
 		if o.Width == nil && o.Height == nil {
-			field := "width"
-			if path != "" {
-				field = path + ".width"
+			if path == "" {
+				bad["width"] = "give width, height, or both"
+			} else {
+				bad[path+".width"] = "give width, height, or both (here or at the top level)"
 			}
-			bad[field] = "give width, height, or both (here or at the top level)"
 		}
 	}
 	if px := r.outputPixels(); px > l.maxOutputPixels {

@@ -42,6 +42,9 @@ type Store interface {
 	Erase(ctx context.Context, id string) error
 	Redeliver(ctx context.Context, id, channel string) (*jobs.Job, error)
 	List(ctx context.Context, client string, status jobs.Status, limit int, cursor string) ([]*jobs.Job, string, error)
+	OpenStream(ctx context.Context, client, stream string, max int) (bool, error)
+	RenewStream(ctx context.Context, client, stream string) error
+	CloseStream(ctx context.Context, client, stream string) error
 }
 
 // Blobs is where uploads and images are (blob.Store).
@@ -105,7 +108,22 @@ func newEcho(logger *slog.Logger, cfg Config, m *metrics.Metrics) *echo.Echo {
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.Use(requestLogger(logger, m))
 	e.Use(recoverer())
+	e.Use(writeDeadline())
 	return e
+}
+
+// writeTimeout bounds writing one answer: a client that reads an image (or
+// anything) very slowly holds its connection active, which the connection
+// cap never closes to make room. Event streams set their own, per write.
+const writeTimeout = 2 * time.Minute
+
+func writeDeadline() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			_ = http.NewResponseController(c.Response().Writer).SetWriteDeadline(time.Now().Add(writeTimeout))
+			return next(c)
+		}
+	}
 }
 
 // ipExtractor takes the client address from the socket: X-Forwarded-For is

@@ -111,9 +111,8 @@ func (s *uploadSink) take(r io.Reader) (*upload, error) {
 	}
 	// Marked for collection before the first byte is stored: should the
 	// submit never happen, the sweeper still deletes it.
-	// FIX (systemtest TestAPICrashKeepsEveryPromise): within the result TTL
-	// when that is shorter than the grace, so that no upload of a submit cut
-	// short by a crash outlives the jobs' expiry.
+	// The mark is within the result TTL when that is shorter than the
+	// grace, so no upload of a submit cut short by a crash outlives the jobs.
 	grace := orphanUploadGrace
 	if s.ttl > 0 {
 		grace = min(grace, s.ttl)

@@ -49,6 +49,13 @@ func TestBadRequestsSayWhatToFix(t *testing.T) {
 	is.Equal(r.Status, http.StatusUnprocessableEntity)
 	is.Equal(r.Problem(t).Errors[0].Field, "outputs[1].width") // the output is named by its index
 
+	// A bad top-level field is named once, not again in every output that takes it.
+	r = api.Post(t, "application/json", []byte(`{"url": "https://example.com/a.jpg", "focal": {"x": 2, "y": 0.5}, "outputs": [{"width": 64}, {"width": 32}]}`), nil)
+	is.Equal(r.Status, http.StatusUnprocessableEntity)
+	p = r.Problem(t)
+	is.Equal(len(p.Errors), 1)
+	is.Equal(p.Errors[0].Field, "focal.x")
+
 	r = api.Post(t, "application/json", []byte(`{"url": "https://example.com/a.jpg", "outputs": [{"width": 64, "colour": "red"}]}`), nil)
 	is.Equal(r.Status, http.StatusUnprocessableEntity)
 	is.Equal(r.Problem(t).Errors[0].Field, "outputs[0].colour")

@@ -24,6 +24,7 @@ const (
 	argJobID     = "job_id"
 	argAttempt   = "attempt"
 	argRedeliver = "redeliver"
+	argKeyName   = "key_name" // for operators reading the web UI
 )
 
 var jobTypes = []string{TypeThumbnail, TypeDeliverEmail, TypeDeliverCallback}
@@ -71,6 +72,9 @@ func (q Queue) Entry(w jobs.Work) jobs.Push {
 	}
 	if w.Redeliver {
 		args[argRedeliver] = "1"
+	}
+	if w.KeyName != "" {
+		args[argKeyName] = w.KeyName
 	}
 	id := make([]byte, 12)
 	_, _ = rand.Read(id)

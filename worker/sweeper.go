@@ -115,7 +115,7 @@ func (s *sweeper) bury(ctx context.Context, log *slog.Logger, l jobs.Lease, caus
 	if d == nil {
 		return
 	}
-	key, entry := s.w.queue.dead(jobs.Work{Kind: l.Kind, JobID: l.JobID, Attempt: d.Attempts, Redeliver: true}, cause.Error())
+	key, entry := s.w.queue.dead(jobs.Work{Kind: l.Kind, JobID: l.JobID, Attempt: d.Attempts, Redeliver: true, KeyName: job.KeyName}, cause.Error())
 	conn, err := s.w.redis.Pool.GetContext(ctx)
 	if err != nil {
 		return

@@ -157,6 +157,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	// No ReadTimeout or WriteTimeout: event streams stay open for minutes.
 	// The handler that reads a body bounds that read itself.
 	srv := &http.Server{Handler: handler, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if deps.Events != nil {
+		// Shutdown waits for requests to finish; event streams never do by
+		// themselves, so they are ended when it begins.
+		srv.RegisterOnShutdown(deps.Events.Close)
+	}
 	limited := connlimit.Apply(srv, ln, cfg.Connections)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(limited) }()
