@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -22,7 +23,8 @@ type accepted struct {
 }
 
 // runLoad submits o.n jobs, o.c at a time, cycling through sources, then
-// waits up to o.timeout for their callbacks.
+// waits (-wait) up to o.timeout for their callbacks or for their records
+// to say they ended, and reads every job back.
 func runLoad(ctx context.Context, o options, c *client, rc *receiver, sources []source) (*summary, error) {
 	bodies := make([]prepared, len(sources))
 	for i, src := range sources {
@@ -34,6 +36,10 @@ func runLoad(ctx context.Context, o options, c *client, rc *receiver, sources []
 	}
 	s := newSummary("load")
 	s.Sources, s.Concurrency = len(sources), o.c
+	watch, err := startRedisWatch(o)
+	if err != nil {
+		return nil, err
+	}
 	sampler := startRSS(o.pids)
 
 	var (
@@ -75,38 +81,61 @@ feed:
 	close(next)
 	wg.Wait()
 	s.SubmitSeconds = seconds(lastReply.Sub(first))
+	s.Accepted = len(jobs)
 
 	ids := make([]string, len(jobs))
 	for i, j := range jobs {
 		ids[i] = j.id
 	}
-	rc.waitFor(ctx, ids, time.Now().Add(o.timeout))
-	s.RSS = sampler.finish()
-
-	var lats []time.Duration
-	last := first
-	for _, j := range jobs {
-		cb, ok := rc.get(j.id)
-		if !ok {
-			s.Missing++
-			continue
-		}
-		last = later(last, cb.at)
-		if cb.status == "succeeded" {
-			s.Succeeded++
-			lats = append(lats, cb.at.Sub(j.at))
-		} else {
-			s.Failed++
-			s.FailedByCode[orUnknown(cb.code)]++
-		}
+	deadline := time.Now().Add(o.timeout)
+	switch o.wait {
+	case waitCallback:
+		rc.waitFor(ctx, ids, deadline)
+	case waitNone:
+		s.RSS = sampler.finish()
+		s.Seconds = s.SubmitSeconds
+		s.answers(c, nil, nil)
+		return s, watch.finish(ctx, s, o.settle)
 	}
-	s.Accepted = len(jobs)
-	s.Latency = summarise(lats)
-	s.Seconds = seconds(last.Sub(first))
+	s.RSS = sampler.finish()
+	// Every job read back: what its record says, and when it finished.
+	s.Jobs = settle(ctx, c, ids, max(min(o.c, 8), 1), deadline)
+	if !s.Jobs.LastFinished.IsZero() {
+		s.Jobs.LastFinishedSeconds = seconds(s.Jobs.LastFinished.Sub(first))
+	}
+
+	if o.wait == waitCallback {
+		var lats []time.Duration
+		last := first
+		for _, j := range jobs {
+			cb, ok := rc.get(j.id)
+			if !ok {
+				s.Missing++
+				continue
+			}
+			last = later(last, cb.at)
+			if cb.status == "succeeded" {
+				s.Succeeded++
+				lats = append(lats, cb.at.Sub(j.at))
+			} else {
+				s.Failed++
+				s.FailedByCode[orUnknown(cb.code)]++
+			}
+		}
+		s.Latency = summarise(lats)
+		s.Seconds = seconds(last.Sub(first))
+		s.receiverCounts(rc)
+	} else {
+		s.Succeeded, s.Failed = s.Jobs.ByStatus["succeeded"], s.Jobs.ByStatus["failed"]
+		s.Seconds = s.Jobs.LastFinishedSeconds
+	}
 	if s.Seconds > 0 {
 		s.JobsPerSecond = math.Round(float64(s.Succeeded)/s.Seconds*1000) / 1000
 	}
-	s.receiverCounts(rc)
+	s.answers(c, nil, nil)
+	if err := watch.finish(ctx, s, o.settle); err != nil {
+		return s, err
+	}
 	return s, ctx.Err()
 }
 
@@ -173,6 +202,7 @@ func runIdle(ctx context.Context, o options, c *client, rc *receiver, src source
 	idle.Pickup = summarise(pickup)
 	idle.CallbackMS, idle.PollMS, idle.PickupMS = msList(viaCallback), msList(viaPoll), msList(pickup)
 	s.receiverCounts(rc)
+	s.answers(c, nil, nil)
 	return s, ctx.Err()
 }
 
@@ -182,14 +212,17 @@ func runIdle(ctx context.Context, o options, c *client, rc *receiver, src source
 func pollUntilEnded(ctx context.Context, c *client, id string, interval time.Duration, deadline time.Time) (jobStatus, time.Time, int, error) {
 	limited := 0
 	for {
-		job, rateLimited, err := c.status(ctx, id)
+		job, ans, err := c.status(ctx, id)
 		now := time.Now()
+		if err == nil && ans.status != http.StatusOK && ans.status != http.StatusTooManyRequests {
+			err = fmt.Errorf("GET status answered %d: %s", ans.status, problemDetail(ans.body))
+		}
 		if err != nil {
 			return job, now, limited, err
 		}
-		if rateLimited {
+		if ans.status == http.StatusTooManyRequests {
 			limited++
-		} else if job.Status == "succeeded" || job.Status == "failed" {
+		} else if job.ended() {
 			return job, now, limited, nil
 		}
 		if now.After(deadline) {

@@ -99,6 +99,36 @@ type summary struct {
 
 	Idle *idleReport `json:"idle,omitempty"`
 	RSS  *rssReport  `json:"rss,omitempty"`
+
+	// Every answer the service gave, by phase, operation and status, with
+	// its answer time; BadAnswers counts those the contract does not allow
+	// (see answer.acceptable).
+	Answers    []answerCount             `json:"answers,omitempty"`
+	BadAnswers int                       `json:"bad_answers"`
+	BySource   map[string]map[string]int `json:"submits_by_source,omitempty"` // -from: each address's submit answers
+	Refused    int                       `json:"refused"`                     // submits answered 503 with Retry-After
+	Jobs       *jobsReport               `json:"jobs,omitempty"`
+	Redis      *redisReport              `json:"redis,omitempty"`
+	Stall      *stallReport              `json:"stall,omitempty"`
+}
+
+// answers counts the client's answers into s; phaseOf (nil: one phase)
+// names the phase of each, phases gives their order.
+func (s *summary) answers(c *client, phases []string, phaseOf func(answer) string) {
+	if phaseOf == nil {
+		phaseOf = func(answer) string { return "" }
+	}
+	list := c.answers.all()
+	s.Answers = countAnswers(list, phases, phaseOf)
+	s.BadAnswers = 0
+	for _, a := range list {
+		if !a.acceptable() {
+			s.BadAnswers++
+		}
+	}
+	if len(c.sources) > 1 || c.sources[0] != "" {
+		s.BySource = bySource(list, opSubmit)
+	}
 }
 
 // idleReport is -idle mode's extra: every repeat, and the same submit→succeeded
@@ -128,6 +158,9 @@ func (s *summary) submitFailed(err error) {
 	kind, detail := "transport", err.Error()
 	if se, ok := err.(*submitError); ok {
 		kind, detail = se.kind, se.detail
+		if se.refused() {
+			s.Refused++
+		}
 	}
 	s.SubmitErrors[kind]++
 	if _, ok := s.submitErrorSamples[kind]; !ok {
@@ -146,10 +179,25 @@ func (s *summary) print(w io.Writer) {
 		s.Submitted, s.Accepted, s.Succeeded, s.Failed, s.Missing)
 	if s.Mode == "load" {
 		fmt.Fprintf(w, "concurrency %d; submit phase %.3f s (first submit to last answer)\n", s.Concurrency, s.SubmitSeconds)
-		fmt.Fprintf(w, "throughput %.2f jobs/s (%d succeeded in %.3f s, first submit to last callback)\n",
-			s.JobsPerSecond, s.Succeeded, s.Seconds)
+		if s.Jobs != nil {
+			fmt.Fprintf(w, "throughput %.2f jobs/s (%d succeeded in %.3f s, first submit to last callback, or to the last finished_at without callbacks)\n",
+				s.JobsPerSecond, s.Succeeded, s.Seconds)
+		}
 	}
-	if s.Idle == nil {
+	if s.Jobs != nil {
+		fmt.Fprintf(w, "jobs read back (%d): %s; %d not settled (ended, no delivery pending) at -timeout",
+			s.Jobs.Checked, countsString(s.Jobs.ByStatus), s.Jobs.Unsettled)
+		if s.Jobs.LastFinishedSeconds > 0 {
+			fmt.Fprintf(w, "; first submit to the last finished_at %.3f s", s.Jobs.LastFinishedSeconds)
+		}
+		fmt.Fprintln(w)
+	}
+	if s.Stall != nil {
+		s.Stall.print(w)
+	}
+	if s.Mode == "stall" {
+		// no callback latencies: the jobs are read back instead
+	} else if s.Idle == nil {
 		fmt.Fprintf(w, "submit->callback (succeeded jobs) %s\n", s.Latency)
 	} else {
 		fmt.Fprintf(w, "idle %g s before each of %d submissions\n", s.Idle.IdleSeconds, s.Idle.Repeats)
@@ -171,6 +219,16 @@ func (s *summary) print(w io.Writer) {
 			fmt.Fprintf(w, "rss all %d processes: peak of the sum %s MiB\n", len(s.RSS.Processes), num(s.RSS.PeakTotalMiB))
 		}
 	}
+	if s.Redis != nil {
+		s.Redis.print(w)
+	}
+	printAnswers(w, s.Answers)
+	if len(s.BySource) > 0 {
+		printBySource(w, s.BySource)
+	}
+	if s.BadAnswers > 0 {
+		fmt.Fprintf(w, "WARNING: %d answers were none, a 5xx other than 503 with Retry-After, a 503/429 without Retry-After, or a 404\n", s.BadAnswers)
+	}
 	sig := "not checked (no -secret)"
 	if s.SignaturesChecked {
 		sig = fmt.Sprintf("checked, %d bad", s.BadSignatures)
@@ -184,10 +242,12 @@ func (s *summary) print(w io.Writer) {
 	}
 }
 
-// problems is a sentence when the run was not clean, else "".
+// problems is a sentence when the run was not clean, else "". A submit
+// refused with 503 and Retry-After is the service's overload answer, not a
+// problem; it is counted in the report.
 func (s *summary) problems() string {
 	var p []string
-	if n := sumValues(s.SubmitErrors); n > 0 {
+	if n := sumValues(s.SubmitErrors) - s.Refused; n > 0 {
 		p = append(p, fmt.Sprintf("%d submits not accepted", n))
 	}
 	if s.Failed > 0 {
@@ -202,6 +262,20 @@ func (s *summary) problems() string {
 	if s.MalformedCallbacks > 0 {
 		p = append(p, fmt.Sprintf("%d malformed callbacks", s.MalformedCallbacks))
 	}
+	if s.BadAnswers > 0 {
+		p = append(p, fmt.Sprintf("%d answers outside the contract", s.BadAnswers))
+	}
+	if s.Jobs != nil {
+		if n := s.Jobs.ByStatus["lost"]; n > 0 {
+			p = append(p, fmt.Sprintf("%d accepted jobs lost (404)", n))
+		}
+		if s.Jobs.Unsettled > 0 {
+			p = append(p, fmt.Sprintf("%d jobs not settled after -timeout", s.Jobs.Unsettled))
+		}
+	}
+	if s.Stall != nil {
+		p = append(p, s.Stall.problems()...)
+	}
 	return strings.Join(p, ", ")
 }
 
@@ -212,6 +286,18 @@ func sortedKeys(m map[string]int) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// countsString is "a x1, b x2" in key order.
+func countsString(m map[string]int) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s x%d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func sumValues(m map[string]int) int {

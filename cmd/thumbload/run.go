@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/thumbnailed/thumbnailed/webhook"
@@ -31,10 +32,20 @@ service's peak RSS. It starts nothing but its own callback receiver on
                                             the defaults (10/s, burst 20) answer 429 to a load
                                             test and to -idle's status polling every 5 ms
 
+Modes: load (the default: -n jobs, -c at a time), idle (-idle: pickup after
+idle) and stall (-stall-pid: traffic while a process, Redis, is stopped with
+SIGSTOP for -stall). Every answer is counted by operation, status, problem
+code and Retry-After, with its answer time; a 503 with Retry-After is the
+service's "not now" and not an error. With -redis, Redis's used_memory and
+its keys are reported before and after the run.
+
 Examples:
   thumbload -n 40 -c 4 -images photo.jpg -pid $(pgrep -n thumbnailed)
   thumbload -idle 10s -repeat 5 -images small.jpg
   thumbload -n 100 -url https://example.com/a.jpg,https://example.com/b.jpg
+  thumbload -n 100 -c 100 -wait none -from 127.0.0.2,127.0.0.3 -images big.jpg -pid $API -redis redis://127.0.0.1:6379
+  thumbload -n 200 -wait poll -idempotency -images small.jpg -redis redis://127.0.0.1:6379
+  thumbload -stall-pid $(pgrep -n redis-server) -stall 20s -images small.jpg
 
 Flags:`
 
@@ -54,7 +65,26 @@ type options struct {
 	repeat   int
 	poll     time.Duration
 	jsonLine bool
+
+	from        []net.IP
+	wait        string
+	idempotency bool
+	redisURL    string
+	namespace   string
+	settle      time.Duration
+	stallPID    int
+	stall       time.Duration
+	around      time.Duration
+	pause       time.Duration
+	stallMax    time.Duration
 }
+
+// How a load run learns that its jobs ended (-wait).
+const (
+	waitCallback = "callback" // a callback_url with every job; wait for the callbacks
+	waitPoll     = "poll"     // no callback_url; GET every job until it ended
+	waitNone     = "none"     // no callback_url; end when the last submit is answered
+)
 
 // run is the whole program; main only supplies the OS.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -87,21 +117,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	callbackURL := "http://" + dialable(ln.Addr().(*net.TCPAddr)) + receiverPath
 	fmt.Fprintf(stderr, "thumbload: callbacks to %s, service %s\n", callbackURL, opts.addr)
 
+	https, names := newHTTPClients(opts.from, opts.c, 2*time.Minute)
 	c := &client{
-		base:     strings.TrimRight(opts.addr, "/"),
-		key:      opts.key,
-		width:    opts.width,
-		callback: callbackURL,
-		http: &http.Client{
-			Timeout:   2 * time.Minute,
-			Transport: &http.Transport{MaxIdleConnsPerHost: max(opts.c, 4), DisableCompression: true},
-		},
+		base:        strings.TrimRight(opts.addr, "/"),
+		key:         opts.key,
+		width:       opts.width,
+		idempotency: opts.idempotency,
+		https:       https,
+		sources:     names,
+		answers:     &answerLog{},
+	}
+	if opts.wait == waitCallback {
+		c.callback = callbackURL
 	}
 
 	var sum *summary
-	if opts.idle > 0 {
+	switch {
+	case opts.idle > 0:
 		sum, err = runIdle(ctx, opts, c, rcv, sources[0], stderr)
-	} else {
+	case opts.stallPID != 0:
+		sum, err = runStall(ctx, opts, c, rcv, sources)
+	default:
 		sum, err = runLoad(ctx, opts, c, rcv, sources)
 	}
 	if err != nil {
@@ -146,6 +182,18 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.repeat, "repeat", 5, "idle mode: how many idle periods and submissions")
 	fs.DurationVar(&o.poll, "poll", 5*time.Millisecond, "idle mode: GET status interval")
 	fs.BoolVar(&o.jsonLine, "json", false, "also print one JSON summary line")
+	var from string
+	fs.StringVar(&from, "from", "", "comma-separated local addresses to send from, one request after another (e.g. 127.0.0.2,127.0.0.3: on Linux any 127/8 address is loopback), so the service sees several clients")
+	fs.StringVar(&o.wait, "wait", waitCallback, "how a load run learns its jobs ended: callback (callback_url, wait for the callbacks), poll (no callback_url; GET each job), none (no callback_url, no waiting: e.g. an api with no worker)")
+	fs.BoolVar(&o.idempotency, "idempotency", false, "send a fresh Idempotency-Key with every submit")
+	fs.StringVar(&o.redisURL, "redis", "", "the service's Redis URL: report used_memory (before, peak, after), DBSIZE and its keys by shape before and after the run")
+	fs.StringVar(&o.namespace, "namespace", "thumbnailed", "with -redis: THUMBNAILED_NAMESPACE, the prefix of the keys counted")
+	fs.DurationVar(&o.settle, "settle", 2*time.Second, "with -redis: wait this long after the run before the \"after\" snapshot")
+	fs.IntVar(&o.stallPID, "stall-pid", 0, "stall mode: a process (redis-server) to stop with SIGSTOP for -stall while traffic goes on, then SIGCONT")
+	fs.DurationVar(&o.stall, "stall", 20*time.Second, "stall mode: how long the process stays stopped")
+	fs.DurationVar(&o.around, "around", 5*time.Second, "stall mode: traffic before the stop and after the SIGCONT")
+	fs.DurationVar(&o.pause, "pause", 100*time.Millisecond, "stall mode: each of the -c clients pauses this long between requests")
+	fs.DurationVar(&o.stallMax, "stall-max", 2*time.Second, "stall mode: the longest answer allowed to a request sent during the stall")
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, err
 	}
@@ -176,6 +224,43 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.timeout <= 0 {
 		bad = append(bad, "-timeout must be positive")
+	}
+	for _, a := range splitList(from) {
+		ip := net.ParseIP(a)
+		if ip == nil {
+			bad = append(bad, fmt.Sprintf("-from: %q is not an IP address", a))
+			continue
+		}
+		o.from = append(o.from, ip)
+	}
+	switch o.wait {
+	case waitCallback, waitPoll:
+	case waitNone:
+		if o.idle > 0 || o.stallPID != 0 {
+			bad = append(bad, "-wait none is for load runs only")
+		}
+	default:
+		bad = append(bad, fmt.Sprintf("-wait: %q is not callback, poll or none", o.wait))
+	}
+	if o.idle > 0 && o.wait != waitCallback {
+		bad = append(bad, "-idle times callbacks: -wait must be callback")
+	}
+	if o.idle > 0 && o.stallPID != 0 {
+		bad = append(bad, "give at most one of -idle and -stall-pid")
+	}
+	if o.stallPID != 0 {
+		if o.stallPID < 0 || syscall.Kill(o.stallPID, 0) != nil {
+			bad = append(bad, fmt.Sprintf("-stall-pid %d: no such process of ours", o.stallPID))
+		}
+		if o.stall <= 0 || o.around <= 0 || o.pause < 0 || o.stallMax <= 0 {
+			bad = append(bad, "-stall, -around and -stall-max must be positive, -pause not negative")
+		}
+		if o.redisURL != "" {
+			bad = append(bad, "-redis cannot watch a Redis that -stall-pid stops")
+		}
+	}
+	if o.redisURL != "" && o.settle < 0 {
+		bad = append(bad, "-settle must not be negative")
 	}
 	if o.secret != "" {
 		if err := webhook.ValidSecret(o.secret); err != nil {

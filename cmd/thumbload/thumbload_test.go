@@ -137,7 +137,10 @@ func TestParseStatusReadsRSSAndHighWaterMark(t *testing.T) {
 
 // fakeService stands in for Thumbnailed: it answers submits with 202 and,
 // a few milliseconds later, POSTs a signed callback to the job's
-// callback_url, as the real service does.
+// callback_url (when one was given), as the real service does. A few file
+// names make it answer otherwise: rejected.jpg 429, busy.jpg 503 with
+// Retry-After, bare503.jpg 503 without, vanish.jpg a 202 for a job it then
+// forgets.
 type fakeService struct {
 	t      *testing.T
 	secret string
@@ -145,11 +148,20 @@ type fakeService struct {
 	// outcome decides, from the upload's file name, the job's error code
 	// ("" succeeds) and whether its callback is never sent.
 	outcome func(name string) (code string, drop bool)
+	// stalled, when set and true, makes every request answer 503
+	// storage_unavailable with Retry-After, as the service does while Redis
+	// is stalled; with ghosts, a submit answered so still makes its job.
+	stalled func() bool
+	ghosts  bool
+	// created, when set, is told of every job made (before its 202).
+	created func(id string)
 
-	mu     sync.Mutex
-	n      int
-	status map[string]string
-	sent   sync.WaitGroup
+	mu       sync.Mutex
+	n        int
+	status   map[string]string
+	finished map[string]time.Time
+	remotes  map[string]int // requests by client IP
+	sent     sync.WaitGroup
 }
 
 func (f *fakeService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -157,24 +169,62 @@ func (f *fakeService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"title":"Unauthorized"}`, http.StatusUnauthorized)
 		return
 	}
+	host, _, _ := strings.Cut(r.RemoteAddr, ":")
+	f.mu.Lock()
+	f.remotes[host]++
+	f.mu.Unlock()
+	if f.stalled != nil && f.stalled() {
+		if f.ghosts && r.Method == http.MethodPost {
+			f.newJob("", "", false, false) // written, but the answer is a 503
+		}
+		f.problem(w, http.StatusServiceUnavailable, "storage_unavailable", true)
+		return
+	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/thumbnails":
 		f.create(w, r)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/thumbnails":
+		f.mu.Lock()
+		var items []map[string]string
+		for id, st := range f.status {
+			items = append(items, map[string]string{"id": id, "status": st})
+		}
+		f.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"items": items})
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/thumbnails/"):
-		id := strings.TrimPrefix(r.URL.Path, "/v1/thumbnails/")
+		id, image := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/v1/thumbnails/"), "/image")
 		f.mu.Lock()
 		st, ok := f.status[id]
+		finished, ended := f.finished[id]
 		f.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
+		switch {
+		case !ok:
+			f.problem(w, http.StatusNotFound, "not_found", false)
+		case image && st != "succeeded":
+			f.problem(w, http.StatusConflict, "not_ready", true)
+		case image:
+			_, _ = w.Write([]byte("\xff\xd8\xff a thumbnail"))
+		default:
+			created := time.Now().Add(-time.Second)
+			started := created.Add(3 * time.Millisecond)
+			job := map[string]any{"id": id, "status": st, "created_at": created, "started_at": started}
+			if ended {
+				job["finished_at"] = finished
+			}
+			_ = json.NewEncoder(w).Encode(job)
 		}
-		created := time.Now().Add(-time.Second)
-		started := created.Add(3 * time.Millisecond)
-		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "status": st, "created_at": created, "started_at": started})
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+func (f *fakeService) problem(w http.ResponseWriter, status int, code string, retryAfter bool) {
+	if retryAfter {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"title": http.StatusText(status), "status": status, "code": code})
 }
 
 func (f *fakeService) create(w http.ResponseWriter, r *http.Request) {
@@ -192,22 +242,40 @@ func (f *fakeService) create(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"title":"Unprocessable"}`, http.StatusUnprocessableEntity)
 		return
 	}
-	if header.Filename == "rejected.jpg" {
+	switch header.Filename {
+	case "rejected.jpg":
 		w.Header().Set("Content-Type", "application/problem+json")
+		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusTooManyRequests)
 		_, _ = io.WriteString(w, `{"title":"Too Many Requests","detail":"slow down"}`)
 		return
+	case "busy.jpg":
+		f.problem(w, http.StatusServiceUnavailable, "uploads_busy", true)
+		return
+	case "bare503.jpg":
+		f.problem(w, http.StatusServiceUnavailable, "storage_unavailable", false)
+		return
 	}
 	code, drop := f.outcome(header.Filename)
+	id := f.newJob(code, r.FormValue("callback_url"), drop, header.Filename == "vanish.jpg")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(map[string]string{"id": id, "status": "queued"})
+}
+
+// newJob queues a job that ends 5 ms later with code ("" succeeds) and, when
+// callbackURL is given and not drop, calls back. A job that vanishes gets
+// an id and nothing else.
+func (f *fakeService) newJob(code, callbackURL string, drop, vanish bool) string {
 	f.mu.Lock()
 	f.n++
 	id := fmt.Sprintf("job%d", f.n)
-	f.status[id] = "queued"
+	if !vanish {
+		f.status[id] = "queued"
+	}
 	f.mu.Unlock()
-	w.WriteHeader(http.StatusAccepted)
-	_ = json.NewEncoder(w).Encode(map[string]string{"id": id, "status": "queued"})
-
-	callbackURL := r.FormValue("callback_url")
+	if f.created != nil {
+		f.created(id)
+	}
 	f.sent.Add(1)
 	go func() {
 		defer f.sent.Done()
@@ -217,9 +285,13 @@ func (f *fakeService) create(w http.ResponseWriter, r *http.Request) {
 			status = "failed"
 		}
 		f.mu.Lock()
-		f.status[id] = status
+		_, exists := f.status[id]
+		if exists {
+			f.status[id] = status
+			f.finished[id] = time.Now()
+		}
 		f.mu.Unlock()
-		if drop {
+		if !exists || drop || callbackURL == "" {
 			return
 		}
 		req := signedCallback(f.t, f.secret, "msg_"+id, id, status, code)
@@ -232,10 +304,12 @@ func (f *fakeService) create(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Body.Close()
 	}()
+	return id
 }
 
 func startFake(t *testing.T, outcome func(string) (string, bool)) (*fakeService, string) {
-	f := &fakeService{t: t, secret: testSecret, key: "test-key-0123456789", outcome: outcome, status: map[string]string{}}
+	f := &fakeService{t: t, secret: testSecret, key: "test-key-0123456789", outcome: outcome,
+		status: map[string]string{}, finished: map[string]time.Time{}, remotes: map[string]int{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(func() {
 		f.sent.Wait()

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+)
+
+// processState is the state letter of /proc/PID/stat ("T" when stopped).
+func processState(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid (comm) state ...: comm may hold spaces, so read after the last ')'.
+	s := string(b)
+	return strings.Fields(s[strings.LastIndex(s, ")")+1:])[0]
+}
+
+func TestStallRunStopsTheProcessAndCountsTheAnswersDuringIt(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("needs /proc (Linux)")
+	}
+	is := is.New(t)
+	// A stand-in for redis-server: the fake service answers 503 with
+	// Retry-After while it is stopped, and (ghosts) makes the job of a
+	// submit so answered all the same, as a service whose write reached
+	// Redis but whose answer did not would.
+	sleeper := exec.Command("sleep", "60")
+	is.NoErr(sleeper.Start())
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	pid := sleeper.Process.Pid
+
+	f, addr := startFake(t, func(string) (string, bool) { return "", false })
+	f.stalled = func() bool { return processState(t, pid) == "T" }
+	f.ghosts = true
+	dir := images(t, "a.jpg")
+
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"thumbload",
+		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
+		"-c", "2", "-width", "64", "-images", dir, "-timeout", "10s", "-json",
+		"-stall-pid", strconv.Itoa(pid), "-stall", "400ms", "-around", "300ms", "-pause", "10ms",
+	}, &stdout, &stderr)
+
+	is.NoErr(err)
+	s := lastJSON(t, stdout.String())
+	st := s.Stall
+	is.Equal(s.Mode, "stall")
+	is.Equal(processState(t, pid), "S") // continued at the end
+	is.True(st.StallSeconds >= 0.4 && st.StallSeconds < 1)
+	is.True(st.ContinuedAt.Sub(st.StoppedAt) >= 400*time.Millisecond)
+
+	// During the stall every request got the fake's 503 with Retry-After,
+	// at once.
+	is.True(st.During.N > 0)
+	is.Equal(st.OverLimit, 0)
+	for k, n := range st.DuringBy {
+		is.True(strings.Contains(k, "503 storage_unavailable +Retry-After"))
+		is.True(n > 0)
+	}
+	is.Equal(st.AcceptedBy[phaseStall], 0)
+	is.True(st.AcceptedBy[phaseBefore] > 0 && st.AcceptedBy[phaseAfter] > 0)
+	is.Equal(s.BadAnswers, 0)
+
+	// Every accepted job was read back ended; the ghosts were found.
+	is.Equal(s.Jobs.ByStatus["succeeded"], s.Accepted)
+	is.Equal(s.Missing, 0)
+	is.True(st.Unpromised > 0)
+	is.Equal(st.UnpromisedStatus["succeeded"], st.Unpromised)
+	is.True(strings.Contains(stdout.String(), "answers, during the stall:"))
+}
+
+func TestStallFlagsAreChecked(t *testing.T) {
+	is := is.New(t)
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"thumbload", "-images", "x.jpg",
+		"-stall-pid", "-5", "-redis", "redis://127.0.0.1:1", "-wait", "none", "-from", "not-an-ip"}, &stdout, &stderr)
+	is.True(err != nil)
+	for _, want := range []string{"-stall-pid -5: no such process", "-redis cannot watch", "-wait none is for load runs only", `-from: "not-an-ip"`} {
+		is.True(strings.Contains(err.Error(), want))
+	}
+}
