@@ -45,6 +45,9 @@ type Config struct {
 	Role     string
 	Addr     string
 	LogLevel slog.Level
+	// DebugAddr serves the Go profiler (net/http/pprof) on a listener of its
+	// own, never on Addr; "" = off. Only a loopback address is accepted.
+	DebugAddr string
 
 	RedisURL  string // "" in the all role: an embedded in-memory Redis
 	Namespace string
@@ -116,6 +119,7 @@ func Load(role string, getenv func(string) string) (Config, error) {
 	c := Config{Role: role}
 	c.Addr = r.str("THUMBNAILED_ADDR", DefaultAddr)
 	c.LogLevel = r.level("THUMBNAILED_LOG_LEVEL")
+	c.DebugAddr = r.str("THUMBNAILED_DEBUG_ADDR", "")
 	c.RedisURL = r.str("THUMBNAILED_REDIS_URL", "")
 	c.Namespace = r.str("THUMBNAILED_NAMESPACE", DefaultNamespace)
 	c.StorageURL = r.str("THUMBNAILED_STORAGE_URL", "")
@@ -219,6 +223,12 @@ func (c *Config) validate(r *reader, allowAnonymousEmail bool) {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		r.fail("THUMBNAILED_ADDR", "must be host:port or :port (%v)", err)
+	}
+	if c.DebugAddr != "" {
+		host, _, err := net.SplitHostPort(c.DebugAddr)
+		if err != nil || !isLoopback(host) {
+			r.fail("THUMBNAILED_DEBUG_ADDR", "must be a loopback address such as 127.0.0.1:6060, not %q: it serves the process's profiles, which must never be public", c.DebugAddr)
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.WebUI.Addr); err != nil {
 		r.fail("THUMBNAILED_WEBUI_ADDR", "must be host:port (%v)", err)

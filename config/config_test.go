@@ -48,6 +48,7 @@ func TestDefaults(t *testing.T) {
 	is.True(!c.Fetch.AllowPrivate && !c.Server.AllowPrivateNetworks)
 	is.Equal(c.Keys.Len(), 0) // open
 	is.Equal(c.Storage.Backend, blob.BackendRedis)
+	is.Equal(c.DebugAddr, "") // no profiler listener unless asked
 }
 
 func TestDeliveryDefaults(t *testing.T) {
@@ -255,4 +256,19 @@ func TestWebUIOnPublicAddressNeedsPassword(t *testing.T) {
 	e["THUMBNAILED_WEBUI_PASSWORD"] = "correct horse"
 	_, err = Load(RoleWebUI, env(e))
 	is.NoErr(err)
+}
+
+func TestTheProfilerListensOnLoopbackOnly(t *testing.T) {
+	is := is.New(t)
+	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060", "127.0.0.2:0"} {
+		c, err := Load(RoleAll, env(map[string]string{"THUMBNAILED_DEBUG_ADDR": addr}))
+		is.NoErr(err)
+		is.Equal(c.DebugAddr, addr)
+	}
+	for _, addr := range []string{":6060", "0.0.0.0:6060", "[::]:6060", "10.0.0.5:6060", "example.com:6060", "127.0.0.1"} {
+		_, err := Load(RoleAll, env(map[string]string{"THUMBNAILED_DEBUG_ADDR": addr}))
+		is.True(err != nil) // refused
+		is.True(strings.Contains(err.Error(), "THUMBNAILED_DEBUG_ADDR must be a loopback address"))
+		is.True(strings.Contains(err.Error(), addr))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -49,7 +50,7 @@ func (s *Store) Begin(ctx context.Context, id string, maxCrashes int) (*Job, Beg
 		}
 		if job.Crashes >= maxCrashes {
 			result = Crashed
-			s.finish(job, t, StatusFailed)
+			s.finish(job, t, StatusFailed, nil)
 			job.Error = &Error{Code: codes.WorkerCrashed, Message: fmt.Sprintf(
 				"the worker processing this image stopped unexpectedly %d times; the image may be too demanding to process", job.Crashes)}
 			return nil
@@ -80,30 +81,46 @@ func (s *Store) leaseAlive(ctx context.Context, conn redis.Conn, kind, id string
 
 // finish moves a job to its final status: the lease goes, the record now
 // expires the TTL after this moment, and the first attempt of every
-// delivery is queued in the same transaction.
-func (s *Store) finish(job *Job, t *tx, status Status) {
+// delivery is queued in the same transaction, or, for a channel in direct,
+// claimed for the caller as Claim would claim it (attempt 1 started, its
+// lease taken): the caller makes that attempt at once, without a trip
+// through the queue. Should the caller die first, the lease runs out and
+// the sweeper records the attempt as interrupted and schedules the next,
+// as for any attempt whose run died.
+func (s *Store) finish(job *Job, t *tx, status Status, direct []string) {
 	job.Status = status
 	job.FinishedAt = &t.now
 	job.ExpiresAt = t.now.Add(s.ttl)
 	t.dropLease(KindThumbnail, job.ID)
-	for _, d := range job.Deliveries {
-		if d.Status == DeliveryPending && d.Attempts == 0 {
-			t.push(job.work(d.Channel, 1))
+	for i := range job.Deliveries {
+		d := &job.Deliveries[i]
+		if d.Status != DeliveryPending || d.Attempts != 0 {
+			continue
 		}
+		if slices.Contains(direct, d.Channel) {
+			d.Attempts = 1
+			d.LastAttemptAt = &t.now
+			d.NextAttemptAt = nil
+			t.takeLease(d.Channel, job.ID)
+			continue
+		}
+		t.push(job.work(d.Channel, 1))
 	}
 }
 
 // Succeed ends the job succeeded with its result (the images are already in
 // the blob store). It returns ended=false, writing nothing, when the job had
-// already ended (a duplicate run).
-func (s *Store) Succeed(ctx context.Context, id string, result Result) (job *Job, ended bool, err error) {
+// already ended (a duplicate run). The first attempt of each delivery in
+// direct that the job has is claimed for the caller (see finish); the
+// others are queued.
+func (s *Store) Succeed(ctx context.Context, id string, result Result, direct ...string) (job *Job, ended bool, err error) {
 	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
 		ended = false // decided afresh on every try of the transaction
 		if job.Status.Ended() {
 			return errSkip
 		}
 		ended = true
-		s.finish(job, t, StatusSucceeded)
+		s.finish(job, t, StatusSucceeded, direct)
 		job.Result = &result
 		job.Error = nil
 		return nil
@@ -112,15 +129,15 @@ func (s *Store) Succeed(ctx context.Context, id string, result Result) (job *Job
 }
 
 // Fail ends the job failed with a code and a message. It returns
-// ended=false when the job had already ended.
-func (s *Store) Fail(ctx context.Context, id string, code, message string) (job *Job, ended bool, err error) {
+// ended=false when the job had already ended. direct is as for Succeed.
+func (s *Store) Fail(ctx context.Context, id string, code, message string, direct ...string) (job *Job, ended bool, err error) {
 	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
 		ended = false // decided afresh on every try of the transaction
 		if job.Status.Ended() {
 			return errSkip
 		}
 		ended = true
-		s.finish(job, t, StatusFailed)
+		s.finish(job, t, StatusFailed, direct)
 		job.Error = &Error{Code: code, Message: message}
 		return nil
 	})

@@ -255,7 +255,9 @@ func (s *Store) update(ctx context.Context, id string, fn change) (*Job, error) 
 	}
 	defer release(conn)
 	for range 50 {
-		if _, err := redis.DoContext(conn, ctx, "WATCH", s.recordKey(id)); err != nil {
+		// WATCH waits in the write buffer and goes out with the GET: one round
+		// trip. An error reply to either comes back from the GET's DoContext.
+		if err := conn.Send("WATCH", s.recordKey(id)); err != nil {
 			return nil, unavailable("watch job "+id, err)
 		}
 		job, err := s.get(ctx, conn, id)

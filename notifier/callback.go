@@ -30,8 +30,8 @@ const UserAgent = "Thumbnailed-Webhooks/1"
 const maxDrain = 64 << 10
 
 // sendCallback makes one attempt to POST the job's event to its callback URL.
-func (n *Notifier) sendCallback(ctx context.Context, log *slog.Logger, job *jobs.Job) result {
-	body, r, ok := n.eventBody(ctx, log, job)
+func (n *Notifier) sendCallback(ctx context.Context, log *slog.Logger, job *jobs.Job, k known) result {
+	body, r, ok := n.eventBody(ctx, log, job, k)
 	if !ok {
 		return r
 	}
@@ -89,20 +89,23 @@ func (n *Notifier) sendCallback(ctx context.Context, log *slog.Logger, job *jobs
 // eventBody is the job's callback body: the frozen one, or, on the first
 // attempt, the event made now and frozen (jobs.EventBlob). Every attempt
 // and redelivery sends exactly those bytes, so receivers that dedupe on a
-// body hash see repeats as repeats; the live state is in GET.
-func (n *Notifier) eventBody(ctx context.Context, log *slog.Logger, job *jobs.Job) ([]byte, result, bool) {
-	body, err := n.blobs.Get(ctx, job.ID, jobs.EventBlob)
-	if err == nil {
-		return body, result{}, true
+// body hash see repeats as repeats; the live state is in GET. A fresh
+// attempt (k) knows there is nothing frozen yet and does not look.
+func (n *Notifier) eventBody(ctx context.Context, log *slog.Logger, job *jobs.Job, k known) ([]byte, result, bool) {
+	if !k.fresh {
+		body, err := n.blobs.Get(ctx, job.ID, jobs.EventBlob)
+		if err == nil {
+			return body, result{}, true
+		}
+		if !errors.Is(err, blob.ErrNotFound) {
+			return nil, retryable("could not read the callback's body: %s", err), false
+		}
 	}
-	if !errors.Is(err, blob.ErrNotFound) {
-		return nil, retryable("could not read the callback's body: %s", err), false
-	}
-	inline, err := n.inlineImages(ctx, job)
+	inline, err := n.inlineImages(ctx, job, k.images)
 	if err != nil {
 		return nil, retryable("could not read the images: %s", err), false
 	}
-	body, err = json.Marshal(view.NewEvent(job, n.links, inline))
+	body, err := json.Marshal(view.NewEvent(job, n.links, inline))
 	if err != nil {
 		return nil, failed(codes.Internal, "could not encode the callback: %s", err), false
 	}
@@ -115,7 +118,9 @@ func (n *Notifier) eventBody(ctx context.Context, log *slog.Logger, job *jobs.Jo
 
 // inlineImages are the bytes of every output when together they fit in
 // the inline limit; nil otherwise (the event then carries links only).
-func (n *Notifier) inlineImages(ctx context.Context, job *jobs.Job) (map[string][]byte, error) {
+// They are taken from made (the outputs' bytes as the worker made them)
+// when it has them, else read from the blob store.
+func (n *Notifier) inlineImages(ctx context.Context, job *jobs.Job, made map[string][]byte) (map[string][]byte, error) {
 	if job.Status != jobs.StatusSucceeded || job.Result == nil || n.cfg.InlineMaxBytes <= 0 {
 		return nil, nil
 	}
@@ -128,6 +133,10 @@ func (n *Notifier) inlineImages(ctx context.Context, job *jobs.Job) (map[string]
 	}
 	images := map[string][]byte{}
 	for _, o := range job.Result.Outputs {
+		if b, ok := made[o.Name]; ok && len(b) == o.Bytes {
+			images[o.Name] = b
+			continue
+		}
 		b, err := n.blobs.Get(ctx, job.ID, o.Blob())
 		if errors.Is(err, blob.ErrNotFound) {
 			return nil, nil // expired: links only

@@ -26,7 +26,7 @@ import (
 )
 
 // sendEmail makes one attempt to mail the job's result to its address.
-func (n *Notifier) sendEmail(ctx context.Context, log *slog.Logger, job *jobs.Job) result {
+func (n *Notifier) sendEmail(ctx context.Context, log *slog.Logger, job *jobs.Job, _ known) result {
 	// The rule was checked at submit; the same rule gives the exact form
 	// sent to and the key the per-recipient limit counts.
 	addr, err := mailaddr.Parse(job.Request.Email)

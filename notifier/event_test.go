@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,4 +192,67 @@ func TestEverySecretOfTheJobsKeySigns(t *testing.T) {
 	}
 	mustNotContain(t, e.logs.String(), "b2xkIHNlY3JldCBvZiBhY21l") // secrets never reach the logs
 	mustNotContain(t, e.logs.String(), "bmV3IHNlY3JldCBvZiBhY21l")
+}
+
+// countingBlobs counts the reads of a blob store.
+type countingBlobs struct {
+	blob.Store
+	gets atomic.Int64
+}
+
+func (c *countingBlobs) Get(ctx context.Context, job, name string) ([]byte, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, job, name)
+}
+
+// The first attempt a worker makes as the job ends (claimed in the same
+// transaction, jobs.Store.Succeed with direct) sends what an attempt from
+// the queue sends, without reading anything back: the body cannot be frozen
+// yet, and the images are the ones just made. The body it freezes is the
+// one every later attempt sends.
+func TestTheFirstAttemptMadeAsTheJobEndsReadsNothingBack(t *testing.T) {
+	is := is.New(t)
+	r := testredis.New(t)
+	plain, err := blob.Open("", nil, r.Pool, r.Namespace)
+	is.NoErr(err)
+	blobs := &countingBlobs{Store: plain}
+	cfg := notifier.Config{WebhookSecret: secret, CallbackSchedule: schedule("1m"), InlineMaxBytes: 1 << 20}
+	e := newEnvWith(t, r, world{blobs: blobs}, cfg)
+	rc := testapi.NewReceiver(t, secret)
+	rc.SetAnswer(answers(http.StatusServiceUnavailable, http.StatusNoContent))
+	img := testJPEG(t, 16, 12)
+	job := e.end(jobSpec{id: "job-first", hook: rc.URL, direct: []string{jobs.ChannelCallback},
+		outputs: []output{{jobs.DefaultOutput, "jpeg", 16, 12, img}}})
+	is.Equal(job.Delivery(jobs.ChannelCallback).Attempts, 1) // claimed by the ending
+	is.Equal(len(e.queuedDeliveries()), 0)                   // not queued
+
+	before := blobs.gets.Load()
+	is.NoErr(e.n.DeliverFirst(context.Background(), jobs.ChannelCallback, job, map[string][]byte{jobs.DefaultOutput: img})) // 503
+	is.Equal(blobs.gets.Load(), before)                                                                                     // no frozen body looked for, no image read back
+	got := rc.All()
+	is.Equal(len(got), 1)
+	var ev struct {
+		Data struct {
+			Image struct {
+				Base64 string `json:"base64"`
+			} `json:"image"`
+		} `json:"data"`
+	}
+	is.NoErr(json.Unmarshal(got[0].Body, &ev))
+	is.Equal(ev.Data.Image.Base64, base64.StdEncoding.EncodeToString(img)) // the image handed over
+	d := e.delivery(job.ID, jobs.ChannelCallback)
+	is.Equal(len(d.Log), 1)
+	is.True(d.NextAttemptAt != nil) // the 503 scheduled the next attempt, from the queue
+
+	e.untilDue()
+	is.NoErr(e.deliver(jobs.ChannelCallback, job.ID, 2)) // delivered
+	got = rc.All()
+	is.Equal(len(got), 2)
+	is.True(bytes.Equal(got[1].Body, got[0].Body)) // the frozen body, byte for byte
+	is.Equal(e.delivery(job.ID, jobs.ChannelCallback).Status, jobs.DeliveryDelivered)
+
+	// An attempt the ending did not claim is not sent.
+	other := e.end(jobSpec{id: "job-queued", hook: rc.URL, outputs: []output{{jobs.DefaultOutput, "jpeg", 16, 12, img}}})
+	is.NoErr(e.n.DeliverFirst(context.Background(), jobs.ChannelCallback, other, nil))
+	is.Equal(len(rc.All()), 2)
 }

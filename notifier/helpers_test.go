@@ -202,6 +202,9 @@ type jobSpec struct {
 	source        string // jobs.SourceURL (default) or jobs.SourceUpload
 	outputs       []output
 	code, message string
+	// direct: the channels whose first attempt the ending claims for the
+	// caller, as a worker does for a callback (DeliverFirst sends it).
+	direct []string
 }
 
 // end submits the job the way the API does (jobs.New, Submit) and ends it
@@ -239,9 +242,9 @@ func (e *env) end(s jobSpec) *jobs.Job {
 			result.Outputs = append(result.Outputs, r)
 		}
 		result.Engine = "go test"
-		ended, _, err = e.store.Succeed(ctx, s.id, result)
+		ended, _, err = e.store.Succeed(ctx, s.id, result, s.direct...)
 	} else {
-		ended, _, err = e.store.Fail(ctx, s.id, s.code, s.message)
+		ended, _, err = e.store.Fail(ctx, s.id, s.code, s.message, s.direct...)
 	}
 	if err != nil {
 		e.t.Fatalf("end job %q: %v", s.id, err)

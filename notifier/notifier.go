@@ -122,7 +122,17 @@ type channel struct {
 	name     string
 	schedule retry.Schedule
 	timeout  time.Duration // the context of one send
-	send     func(ctx context.Context, log *slog.Logger, job *jobs.Job) result
+	send     func(ctx context.Context, log *slog.Logger, job *jobs.Job, known known) result
+}
+
+// known is what a send may take as given instead of reading it back from the
+// blob store: set for the first attempt the worker makes as the job ends.
+type known struct {
+	// fresh: the attempt was claimed in the transaction that ended the job,
+	// so no attempt ran before it and nothing is frozen yet.
+	fresh bool
+	// images are the outputs' bytes by output name (nil: read them).
+	images map[string][]byte
 }
 
 func (n *Notifier) channel(name string) (channel, bool) {
@@ -195,26 +205,50 @@ func (n *Notifier) Deliver(ctx context.Context, name, id string, attempt int) er
 		log.Info("attempt not sent", "reason", reason)
 		return nil
 	}
+	return n.attempt(ctx, log, ch, job, attempt, known{})
+}
+
+// DeliverFirst makes the first attempt of the job's delivery on channel,
+// which the transaction that ended the job claimed for the caller
+// (jobs.Store.Succeed and Fail with direct): the worker calls it as the job
+// ends, with the images it has just made (nil: read from the blob store),
+// so that the attempt needs no trip through the queue, no claim and no
+// reading back. It returns what Deliver returns.
+func (n *Notifier) DeliverFirst(ctx context.Context, name string, job *jobs.Job, images map[string][]byte) error {
+	log := n.log.With("job_id", job.ID, "channel", name, "attempt", 1)
+	ch, ok := n.channel(name)
+	d := job.Delivery(name)
+	if !ok || d == nil || d.Attempts != 1 || d.Status != jobs.DeliveryPending {
+		// Not claimed as the job ended: nothing of ours to send.
+		log.Error("first attempt not claimed; not sending it")
+		return nil
+	}
+	return n.attempt(ctx, log, ch, job, 1, known{fresh: true, images: images})
+}
+
+// attempt sends a claimed attempt and records its outcome (and schedules
+// the next attempt).
+func (n *Notifier) attempt(ctx context.Context, log *slog.Logger, ch channel, job *jobs.Job, attempt int, k known) error {
 	if job.KeyName != "" {
 		log = log.With("key_name", job.KeyName)
 	}
-	log.Info("delivering", "target", view.Target(name, job.Target(name)))
+	log.Info("delivering", "target", view.Target(ch.name, job.Target(ch.name)))
 	sent := n.now()
 	sctx, cancel := context.WithTimeout(ctx, ch.timeout)
-	r := ch.send(sctx, log, job)
+	r := ch.send(sctx, log, job, k)
 	cancel()
-	d := job.Delivery(name)
+	d := job.Delivery(ch.name)
 	o := n.outcome(ch, *d, attempt, sent, r)
 
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := n.store.Record(rctx, id, name, attempt, o); err != nil {
+	if _, err := n.store.Record(rctx, job.ID, ch.name, attempt, o); err != nil {
 		// An unrecorded attempt keeps its lease until it runs out; the
 		// sweeper then counts it interrupted and schedules the next one.
 		log.Warn("could not record the outcome of the attempt", "error", err, "delivered", o.Delivered, "last_error", o.Message)
 		return nil
 	}
-	return n.report(log, ch, id, o)
+	return n.report(log, ch, job.ID, o)
 }
 
 // Interrupted records the attempt of job id's delivery on channel whose

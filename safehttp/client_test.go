@@ -343,10 +343,43 @@ func TestFetchBodyLimit(t *testing.T) {
 func TestReadAtMostStopsOneBytePastTheLimit(t *testing.T) {
 	is := is.New(t)
 	src := &countingBody{ReadCloser: io.NopCloser(strings.NewReader(strings.Repeat("z", 1000))), n: new(atomic.Int64)}
-	_, err := readAtMost(src, 100)
+	_, err := readAtMost(src, 100, nil, -1)
 	var tl *TooLargeError
 	is.True(errors.As(err, &tl))
 	is.Equal(src.n.Load(), int64(101))
+}
+
+func TestFetchIntoReusesTheBufferItIsGiven(t *testing.T) {
+	is := is.New(t)
+	body := strings.Repeat("x", 50_000)
+	s := newServer(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		io.WriteString(w, body)
+	})
+	c := New(Options{AllowPrivate: true})
+
+	buf := make([]byte, 10, 64<<10) // what it holds is overwritten
+	got, err := c.FetchInto(context.Background(), s.URL, buf)
+	is.NoErr(err)
+	is.Equal(string(got), body)
+	is.Equal(&got[0], &buf[:1][0]) // read into the buffer given, not a new one
+
+	small := make([]byte, 0, 100)
+	got, err = c.FetchInto(context.Background(), s.URL, small)
+	is.NoErr(err)
+	is.Equal(string(got), body)     // a buffer too small is replaced,
+	is.Equal(cap(got), len(body)+1) // once, by one of the announced length (and a byte to see the end)
+}
+
+func TestReadAtMostGrowsWithoutAnAnnouncedLength(t *testing.T) {
+	is := is.New(t)
+	got, err := readAtMost(strings.NewReader(strings.Repeat("w", 5000)), 10_000, nil, -1)
+	is.NoErr(err)
+	is.Equal(len(got), 5000)
+	// An announced length the body does not keep to changes nothing: the limit holds.
+	_, err = readAtMost(strings.NewReader(strings.Repeat("w", 5000)), 1000, nil, 10)
+	var tl *TooLargeError
+	is.True(errors.As(err, &tl))
 }
 
 func TestFetchTimeout(t *testing.T) {

@@ -19,6 +19,40 @@ static void thumbnailed_quiet(const gchar *domain, GLogLevelFlags level,
 {
 }
 
+// thumbnailed_env_sets reports whether the environment already chooses a malloc
+// setting, by its variable or by a GLIBC_TUNABLES entry: an operator's choice wins.
+static int thumbnailed_env_sets(const char *variable, const char *tunable)
+{
+	const char *tunables = getenv("GLIBC_TUNABLES");
+	return getenv(variable) != NULL || (tunables != NULL && strstr(tunables, tunable) != NULL);
+}
+
+// thumbnailed_malloc_defaults sets glibc's malloc up for libvips under a job queue. It
+// runs when the program is loaded, before the Go runtime starts a thread: glibc fixes
+// its limit on arenas the first time a thread needs one, so a mallopt made later (from
+// Go's init) no longer limits them. Measured in BENCHMARKS.md ("Speed, round two"):
+//   - one arena (MALLOC_ARENA_MAX=1): with glibc's default of 8 per core every thread
+//     keeps the buffers it freed in an arena of its own, and the worker's resident set
+//     doubled (~450 MiB for two concurrent 13 MP progressive JPEGs, against ~245);
+//   - buffers up to 32 MiB from the heap (M_MMAP_THRESHOLD, the most glibc allows):
+//     libjpeg's coefficient buffers of a progressive photo (13-27 MiB each) were
+//     otherwise mapped afresh and faulted in page by page for every job, about a third
+//     of the worker's CPU;
+//   - the top of the heap handed back only past 128 MiB free (M_TRIM_THRESHOLD): the
+//     fixed threshold above otherwise leaves glibc's at 128 KiB, which gave the buffers
+//     back after every job.
+// Each is left alone when the environment sets it (MALLOC_ARENA_MAX,
+// MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES).
+__attribute__((constructor)) static void thumbnailed_malloc_defaults(void)
+{
+	if (!thumbnailed_env_sets("MALLOC_ARENA_MAX", "glibc.malloc.arena_max"))
+		mallopt(M_ARENA_MAX, 1);
+	if (!thumbnailed_env_sets("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"))
+		mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	if (!thumbnailed_env_sets("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"))
+		mallopt(M_TRIM_THRESHOLD, 128 << 20);
+}
+
 // thumbnailed_init starts libvips tuned for a job queue: one libvips thread per
 // job (the queue runs as many jobs as there are cores), no operation cache (every
 // image is seen once), and only the loaders this package sniffs and guards.

@@ -21,9 +21,40 @@ import (
 	"github.com/thumbnailed/thumbnailed/view"
 )
 
-// Fetcher downloads a source image (safehttp.Client in production).
+// Fetcher downloads a source image (safehttp.Client in production), into
+// buf (nil: a new buffer), and returns it.
 type Fetcher interface {
-	Fetch(ctx context.Context, rawURL string) ([]byte, error)
+	FetchInto(ctx context.Context, rawURL string, buf []byte) ([]byte, error)
+}
+
+// keepSourceBuffer is the largest source buffer kept for the next job: a
+// download into memory already mapped costs no page faults (a fresh 2 MB
+// buffer per job was a measurable part of a thumbnail's time, BENCHMARKS.md
+// "Speed, round two"). One per job slot at most, so idle memory stays within
+// Concurrency x this.
+const keepSourceBuffer = 8 << 20
+
+// sourceBuffers are the buffers kept for the next downloads.
+type sourceBuffers chan []byte
+
+func (b sourceBuffers) get() []byte {
+	select {
+	case buf := <-b:
+		return buf
+	default:
+		return nil
+	}
+}
+
+// put keeps buf for a next download, unless it is too large or enough are kept.
+func (b sourceBuffers) put(buf []byte) {
+	if cap(buf) == 0 || cap(buf) > keepSourceBuffer {
+		return
+	}
+	select {
+	case b <- buf[:0]:
+	default:
+	}
 }
 
 // Blobs is where a job's upload and images live (blob.Store).
@@ -80,14 +111,14 @@ func (w *Worker) Run(ctx context.Context, id string) error {
 	defer release()
 
 	start := time.Now()
-	result, fail := w.make(ctx, job)
+	result, images, fail := w.make(ctx, job)
 	w.metrics.Stage("total", time.Since(start))
 
 	// The run's context may be spent; recording the outcome gets its own.
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer rcancel()
 	if fail == nil {
-		return w.succeed(rctx, log, job, result)
+		return w.succeed(rctx, log, job, result, images)
 	}
 	if fail.transient && job.Retries+1 < w.cfg.RetrySchedule.Attempts() {
 		delay, _ := w.cfg.RetrySchedule.Delay(job.Retries + 1)
@@ -104,13 +135,16 @@ func (w *Worker) Run(ctx context.Context, id string) error {
 		log.Warn("transient failure; will retry", "code", fail.code, "error", fail.err, "retry_in", delay.String())
 		return nil
 	}
-	_, ended, err := w.store.Fail(rctx, id, fail.code, fail.message)
+	direct := w.takeDirect(job)
+	done, ended, err := w.store.Fail(rctx, id, fail.code, fail.message, direct...)
 	if errors.Is(err, jobs.ErrNotFound) {
+		w.releaseDirect(direct)
 		log.Info("job erased while it ran")
 		w.dropImages(rctx, log, id)
 		return nil
 	}
 	if err != nil {
+		w.releaseDirect(direct)
 		log.Error("could not record the failure", "error", err)
 		return err
 	}
@@ -118,18 +152,22 @@ func (w *Worker) Run(ctx context.Context, id string) error {
 		w.metrics.Finished(TypeThumbnail, string(jobs.StatusFailed), fail.code)
 		log.Info("job failed", "code", fail.code, "reason", fail.message, "error", fail.err)
 	}
+	w.deliverDirect(log, done, ended, direct, nil)
 	w.dropUpload(rctx, log, job)
 	return nil
 }
 
-func (w *Worker) succeed(ctx context.Context, log *slog.Logger, job *jobs.Job, result jobs.Result) error {
-	done, ended, err := w.store.Succeed(ctx, job.ID, result)
+func (w *Worker) succeed(ctx context.Context, log *slog.Logger, job *jobs.Job, result jobs.Result, images map[string][]byte) error {
+	direct := w.takeDirect(job)
+	done, ended, err := w.store.Succeed(ctx, job.ID, result, direct...)
 	if errors.Is(err, jobs.ErrNotFound) {
+		w.releaseDirect(direct)
 		log.Info("job erased while it ran; its images are deleted")
 		w.dropImages(ctx, log, job.ID)
 		return nil
 	}
 	if err != nil {
+		w.releaseDirect(direct)
 		log.Error("could not record the result", "error", err)
 		return err
 	}
@@ -139,8 +177,57 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, job *jobs.Job, r
 		log.Info("job succeeded", "outputs", len(result.Outputs), "width", first.Width, "height", first.Height,
 			"bytes", first.Bytes, "duration_ms", time.Since(*done.StartedAt).Milliseconds())
 	}
+	w.deliverDirect(log, done, ended, direct, images)
 	w.dropUpload(ctx, log, job)
 	return nil
+}
+
+// takeDirect decides whether this worker makes the first attempt of the
+// job's callback itself as the job ends (see directChannel): when the job
+// has one and fewer than Concurrency such attempts are running here. It
+// returns the channels to claim in the transaction that ends the job.
+func (w *Worker) takeDirect(job *jobs.Job) []string {
+	if job.Delivery(directChannel) == nil {
+		return nil
+	}
+	select {
+	case w.direct <- struct{}{}:
+		return []string{directChannel}
+	default:
+		return nil // busy: the queue takes it
+	}
+}
+
+func (w *Worker) releaseDirect(direct []string) {
+	if len(direct) > 0 {
+		<-w.direct
+	}
+}
+
+// deliverDirect makes the first attempt that ending the job claimed for this
+// worker, in the background: the job slot goes on to the next job. The
+// attempt's lease is kept alive while it runs; if this process dies first,
+// the lease runs out and the sweeper records the attempt as interrupted and
+// schedules the next one. An attempt that failed for good goes to the dead
+// set, as a queued one does.
+func (w *Worker) deliverDirect(log *slog.Logger, job *jobs.Job, ended bool, direct []string, images map[string][]byte) {
+	if len(direct) == 0 {
+		return
+	}
+	if !ended || job.Delivery(directChannel) == nil {
+		w.releaseDirect(direct) // nothing was claimed
+		return
+	}
+	release := w.leases.hold(directChannel, job.ID)
+	w.directs.Go(func() {
+		defer w.releaseDirect(direct)
+		defer release()
+		ctx := context.Background()
+		err := w.deliverer.DeliverFirst(ctx, directChannel, job, images)
+		if errors.Is(err, jobs.ErrDeliveryFailed) {
+			w.sweeper.bury(ctx, log, jobs.Lease{Kind: directChannel, JobID: job.ID}, err)
+		}
+	})
 }
 
 // dropUpload deletes an ended job's upload; one left behind by a crash goes
@@ -160,11 +247,12 @@ func (w *Worker) dropImages(ctx context.Context, log *slog.Logger, id string) {
 	}
 }
 
-// make fetches the source, makes every output from one decode, and stores them.
-func (w *Worker) make(ctx context.Context, job *jobs.Job) (jobs.Result, *failure) {
+// make fetches the source, makes every output from one decode, and stores
+// them. It returns their bytes too, by output name, for the first delivery.
+func (w *Worker) make(ctx context.Context, job *jobs.Job) (jobs.Result, map[string][]byte, *failure) {
 	src, fail := w.source(ctx, job)
 	if fail != nil {
-		return jobs.Result{}, fail
+		return jobs.Result{}, nil, fail
 	}
 	outputs := make([]thumbnail.Output, len(job.Request.Outputs))
 	for i, o := range job.Request.Outputs {
@@ -176,7 +264,7 @@ func (w *Worker) make(ctx context.Context, job *jobs.Job) (jobs.Result, *failure
 	}
 	set, err := w.makeSet(ctx, src, outputs)
 	if err != nil {
-		return jobs.Result{}, pipelineFailure(err)
+		return jobs.Result{}, nil, pipelineFailure(err)
 	}
 	for stage, d := range set.Timings {
 		w.metrics.Stage(stage, d)
@@ -186,12 +274,14 @@ func (w *Worker) make(ctx context.Context, job *jobs.Job) (jobs.Result, *failure
 		Placeholder: &jobs.Placeholder{BlurHash: set.Placeholder.BlurHash, DominantColor: set.Placeholder.DominantColor}}
 	// The record will expire the TTL after the job ends, about now.
 	expires := time.Now().Add(w.cfg.ResultTTL + jobs.BlobMargin)
+	images := make(map[string][]byte, len(set.Outputs))
 	for _, out := range set.Outputs {
 		w.metrics.Encode(string(out.Format), out.EncodeTime)
 		name := jobs.BlobName(out.Name, string(out.Format))
 		if _, err := w.blobs.Put(ctx, job.ID, name, bytes.NewReader(out.Data), expires); err != nil {
-			return jobs.Result{}, storeFailure(ctx, err)
+			return jobs.Result{}, nil, storeFailure(ctx, err)
 		}
+		images[out.Name] = out.Data
 		sum := sha256.Sum256(out.Data)
 		result.Outputs = append(result.Outputs, jobs.OutputResult{
 			Name:        out.Name,
@@ -203,12 +293,13 @@ func (w *Worker) make(ctx context.Context, job *jobs.Job) (jobs.Result, *failure
 			ETag:        hex.EncodeToString(sum[:16]),
 		})
 	}
-	return result, nil
+	return result, images, nil
 }
 
 // makeSet runs the pipeline but stops waiting at the job's deadline: a
 // decoder in the middle of a huge image does not look at the context, and
-// the job must end with "timeout" rather than run on.
+// the job must end with "timeout" rather than run on. src goes back to the
+// source buffers once the engine is done with it, not before.
 func (w *Worker) makeSet(ctx context.Context, src []byte, outputs []thumbnail.Output) (thumbnail.Set, error) {
 	type outcome struct {
 		set thumbnail.Set
@@ -217,6 +308,7 @@ func (w *Worker) makeSet(ctx context.Context, src []byte, outputs []thumbnail.Ou
 	ch := make(chan outcome, 1)
 	go func() {
 		set, err := w.engine.MakeSet(ctx, src, outputs, w.cfg.MaxPixels)
+		w.buffers.put(src)
 		ch <- outcome{set, err}
 	}()
 	select {
@@ -241,9 +333,11 @@ func (w *Worker) source(ctx context.Context, job *jobs.Job) ([]byte, *failure) {
 		return b, nil
 	}
 	start := time.Now()
-	b, err := w.fetcher.Fetch(ctx, job.Request.URL)
+	buf := w.buffers.get()
+	b, err := w.fetcher.FetchInto(ctx, job.Request.URL, buf)
 	w.metrics.Stage("fetch", time.Since(start))
 	if err != nil {
+		w.buffers.put(buf)
 		// The error's text is Go's `Get "<url>": ...`: the query of a
 		// pre-signed URL would reach the logs. Keep scheme, host and path.
 		var ue *url.Error

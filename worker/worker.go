@@ -56,7 +56,17 @@ type Deliverer interface {
 	// Interrupted records the attempt whose lease ran out as failed, and
 	// schedules the next one.
 	Interrupted(ctx context.Context, channel, id string) error
+	// DeliverFirst makes the first attempt of the job's delivery on channel,
+	// claimed for this worker in the transaction that ended the job, with
+	// the images just made (nil: none, or read them). It returns what
+	// Deliver returns.
+	DeliverFirst(ctx context.Context, channel string, job *jobs.Job, images map[string][]byte) error
 }
+
+// directChannel is the delivery whose first attempt a worker makes itself as
+// a job ends, rather than queueing it: a callback, whose receiver answers in
+// milliseconds. Emails stay on the queue.
+const directChannel = jobs.ChannelCallback
 
 // Redis is how the worker reaches Redis: Pool for gocraft/work and its own
 // reads and writes (every call with a deadline), Dial for a subscription,
@@ -86,9 +96,15 @@ type Worker struct {
 	engine    thumbnail.Engine
 	metrics   *metrics.Metrics
 	lanes     []*lane
-	queue     Queue
-	leases    *leases
-	sweeper   *sweeper
+	buffers   sourceBuffers
+	// direct holds a token for every first attempt being made outside the
+	// queue (at most Concurrency at once; past that, they are queued), and
+	// directs waits for them at Stop.
+	direct  chan struct{}
+	directs sync.WaitGroup
+	queue   Queue
+	leases  *leases
+	sweeper *sweeper
 
 	stopBg context.CancelFunc
 	bgDone sync.WaitGroup
@@ -109,7 +125,8 @@ func New(logger *slog.Logger, cfg Config, r Redis, store *jobs.Store, fetcher Fe
 		cfg.RetrySchedule = DefaultRetrySchedule
 	}
 	w := &Worker{log: logger, cfg: cfg, redis: r, store: store, fetcher: fetcher, blobs: blobs,
-		deliverer: deliverer, engine: engine, metrics: m, queue: NewQueue(cfg.Namespace)}
+		deliverer: deliverer, engine: engine, metrics: m, queue: NewQueue(cfg.Namespace),
+		buffers: make(sourceBuffers, max(cfg.Concurrency, 1)), direct: make(chan struct{}, max(cfg.Concurrency, 1))}
 	w.leases = newLeases(store, cfg.StaleAfter, logger)
 	w.sweeper = newSweeper(w)
 	for range max(cfg.Concurrency, 1) {
@@ -225,6 +242,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 			wg.Go(l.pool.Stop)
 		}
 		wg.Wait()
+		w.directs.Wait() // first attempts the last jobs started
 		close(done)
 	}()
 	select {

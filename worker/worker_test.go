@@ -44,6 +44,10 @@ type call struct {
 	method, channel, id string
 	attempt             int
 	at                  time.Time
+	// first: the first attempt, made by the worker as the job ended
+	// (DeliverFirst), not taken from the queue; images are what it was given.
+	first  bool
+	images map[string][]byte
 }
 
 // deliverer stands in for the notifier (which has tests of its own): it
@@ -65,6 +69,30 @@ func (d *deliverer) Deliver(ctx context.Context, channel, id string, attempt int
 		return nil
 	}
 	return d.deliver(ctx, channel, id, attempt)
+}
+
+// firstAttempt marks the context of a first attempt that the transaction
+// ending its job claimed (DeliverFirst): claim then has nothing to do.
+type firstAttempt struct{}
+
+// DeliverFirst is recorded as a "deliver" call of attempt 1 (marked first)
+// and runs the same hook as Deliver.
+func (d *deliverer) DeliverFirst(ctx context.Context, channel string, job *jobs.Job, images map[string][]byte) error {
+	d.record(call{method: "deliver", channel: channel, id: job.ID, attempt: 1, at: time.Now(), first: true, images: images})
+	if d.deliver == nil {
+		return nil
+	}
+	return d.deliver(context.WithValue(ctx, firstAttempt{}, true), channel, job.ID, 1)
+}
+
+// claim claims an attempt as the notifier does: from the queue, through
+// the store; a first attempt made as its job ended was claimed then.
+func (d *deliverer) claim(ctx context.Context, channel, id string, attempt int) (jobs.ClaimResult, error) {
+	if ctx.Value(firstAttempt{}) != nil {
+		return jobs.Send, nil
+	}
+	_, c, _, err := d.store.Claim(ctx, id, channel, attempt)
+	return c, err
 }
 
 func (d *deliverer) Interrupted(ctx context.Context, channel, id string) error {
@@ -466,7 +494,7 @@ func TestTheSweeperTakesBackAnExpiredDeliveryLease(t *testing.T) {
 	w := newWorld(t, worker.Config{StaleAfter: staleAfter})
 	// The attempt claims its send and its process dies before the outcome.
 	w.deliverer.deliver = func(ctx context.Context, channel, id string, attempt int) error {
-		_, _, _, err := w.store.Claim(ctx, id, channel, attempt)
+		_, err := w.deliverer.claim(ctx, channel, id, attempt)
 		return err
 	}
 	req := uploadRequest()
@@ -479,12 +507,16 @@ func TestTheSweeperTakesBackAnExpiredDeliveryLease(t *testing.T) {
 	deliver := w.deliverer.Calls("deliver")
 	is.Equal(len(deliver), 1)
 	is.Equal(deliver[0].attempt, 1)
+	is.True(deliver[0].first) // made as the job ended, its claim in the same transaction
 	calls := w.deliverer.Calls("interrupted")
 	is.Equal(calls[0].channel, jobs.ChannelCallback)
 	is.Equal(calls[0].id, "j1")
-	is.True(calls[0].at.Sub(deliver[0].at) > staleAfter-time.Millisecond) // once its lease ran out
 	job := w.get(t, "j1")
 	d := job.Delivery(jobs.ChannelCallback)
+	// Taken back once its lease ran out: the lease started with the claim,
+	// which is the attempt's start (last_attempt_at), in the transaction
+	// that ended the job.
+	is.True(calls[0].at.Sub(*d.LastAttemptAt) > staleAfter-time.Millisecond)
 	is.Equal(len(d.Log), 1) // counted as failed
 	is.True(d.NextAttemptAt != nil)
 
@@ -495,6 +527,71 @@ func TestTheSweeperTakesBackAnExpiredDeliveryLease(t *testing.T) {
 	is.Equal(len(w.deliverer.Calls("interrupted")), 1)
 }
 
+// The first attempt of a callback is made by the worker as the job ends:
+// claimed in the transaction that ends the job (so there is no queue entry
+// and no claim of its own), with the images just made, not read back.
+func TestTheFirstCallbackAttemptIsMadeAsTheJobEnds(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	w := newWorld(t, worker.Config{})
+	req := uploadRequest()
+	req.CallbackURL = "https://example.com/hook"
+	w.submit(t, "j1", req, photo(t))
+	is.NoErr(w.w.Run(ctx, "j1"))
+
+	var calls []call
+	is.True(testapi.Eventually(5*time.Second, func() bool { calls = w.deliverer.Calls("deliver"); return len(calls) == 1 }))
+	is.True(calls[0].first)
+	is.Equal(calls[0].attempt, 1)
+	job := w.get(t, "j1")
+	out := job.Result.Outputs[0]
+	stored, err := w.blobs.Get(ctx, "j1", out.Blob())
+	is.NoErr(err)
+	is.Equal(calls[0].images[out.Name], stored) // the bytes that were stored, handed over
+	d := job.Delivery(jobs.ChannelCallback)
+	is.Equal(d.Attempts, 1) // claimed
+	is.Equal(*d.LastAttemptAt, *job.FinishedAt)
+	is.Equal(w.do(t, "LLEN", w.key("jobs", worker.TypeDeliverCallback)), int64(0)) // nothing queued
+	alive, err := redis.Int64(w.do(t, "ZSCORE", w.key("leases"), "callback:j1"), nil)
+	is.NoErr(err)
+	is.True(alive > time.Now().UnixMilli()) // the attempt holds its lease
+
+	// A job without a callback queues its email as before.
+	email := uploadRequest()
+	email.Email = "someone@example.com"
+	w.submit(t, "j2", email, photo(t))
+	is.NoErr(w.w.Run(ctx, "j2"))
+	is.Equal(w.do(t, "LLEN", w.key("jobs", worker.TypeDeliverEmail)), int64(1))
+}
+
+// At most Concurrency first attempts run outside the queue at once: past
+// that, a job's first attempt is queued as before, so a slow receiver holds
+// no more than the worker's share.
+func TestFirstAttemptsPastConcurrencyAreQueued(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	w := newWorld(t, worker.Config{Concurrency: 1})
+	hold := make(chan struct{})
+	w.deliverer.deliver = func(ctx context.Context, channel, id string, attempt int) error {
+		<-hold // the receiver takes its time
+		return nil
+	}
+	req := uploadRequest()
+	req.CallbackURL = "https://example.com/hook"
+	w.submit(t, "slow", req, photo(t))
+	w.submit(t, "next", req, photo(t))
+	is.NoErr(w.w.Run(ctx, "slow"))
+	is.True(testapi.Eventually(5*time.Second, func() bool { return len(w.deliverer.Calls("deliver")) == 1 }))
+	is.NoErr(w.w.Run(ctx, "next"))
+
+	is.Equal(w.do(t, "LLEN", w.key("jobs", worker.TypeDeliverCallback)), int64(1)) // queued
+	is.Equal(w.get(t, "next").Delivery(jobs.ChannelCallback).Attempts, 0)          // not claimed
+	close(hold)
+	calls := w.deliverer.Calls("deliver")
+	is.Equal(len(calls), 1)
+	is.Equal(calls[0].id, "slow")
+}
+
 // A last attempt that died mid-way fails the delivery for good; the
 // sweeper then puts it into gocraft/work's dead set, as a handler that
 // fails does, so the web UI shows it and its retry redelivers.
@@ -502,7 +599,7 @@ func TestAnInterruptedLastAttemptGoesToTheDeadSet(t *testing.T) {
 	is := is.New(t)
 	w := newWorld(t, worker.Config{StaleAfter: 300 * time.Millisecond})
 	w.deliverer.deliver = func(ctx context.Context, channel, id string, attempt int) error {
-		_, _, _, err := w.store.Claim(ctx, id, channel, attempt)
+		_, err := w.deliverer.claim(ctx, channel, id, attempt)
 		return err
 	}
 	w.deliverer.interrupted = func(ctx context.Context, channel, id string) error {
@@ -547,7 +644,7 @@ func TestASlowDeliveryKeepsItsLease(t *testing.T) {
 	w := newWorld(t, worker.Config{StaleAfter: staleAfter})
 	recorded := make(chan error, 1)
 	w.deliverer.deliver = func(ctx context.Context, channel, id string, attempt int) error {
-		_, claim, _, err := w.store.Claim(ctx, id, channel, attempt)
+		claim, err := w.deliverer.claim(ctx, channel, id, attempt)
 		if err != nil || claim != jobs.Send {
 			return err
 		}
@@ -603,7 +700,7 @@ func TestDueWorkRunsWithinASecondOfItsTime(t *testing.T) {
 	var mu sync.Mutex
 	due := map[int]time.Time{} // attempt -> when it was scheduled for
 	w.deliverer.deliver = func(ctx context.Context, channel, id string, attempt int) error {
-		_, claim, _, err := w.store.Claim(ctx, id, channel, attempt)
+		claim, err := w.deliverer.claim(ctx, channel, id, attempt)
 		if err != nil || claim != jobs.Send {
 			return err
 		}
@@ -668,7 +765,7 @@ func TestRetryingADeadDeliveryRedelivers(t *testing.T) {
 	is := is.New(t)
 	w := newWorld(t, worker.Config{})
 	w.deliverer.deliver = func(ctx context.Context, channel, id string, attempt int) error {
-		_, claim, _, err := w.store.Claim(ctx, id, channel, attempt)
+		claim, err := w.deliverer.claim(ctx, channel, id, attempt)
 		if err != nil || claim != jobs.Send {
 			return err
 		}

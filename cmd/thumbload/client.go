@@ -24,6 +24,7 @@ type client struct {
 	base        string
 	key         string
 	width       int
+	height      int    // 0: not sent (the height follows the width)
 	callback    string // the callback_url sent with every job; "" for none
 	idempotency bool   // send a fresh Idempotency-Key with every submit
 
@@ -114,6 +115,9 @@ func (e *submitError) refused() bool { return e.kind == "503" && e.retryAfter }
 func (c *client) body(src source) (contentType string, body []byte, err error) {
 	if src.url != "" {
 		fields := map[string]any{"url": src.url, "width": c.width}
+		if c.height > 0 {
+			fields["height"] = c.height
+		}
 		if c.callback != "" {
 			fields["callback_url"] = c.callback
 		}
@@ -130,6 +134,9 @@ func (c *client) body(src source) (contentType string, body []byte, err error) {
 		return "", nil, err
 	}
 	fields := [][2]string{{"width", strconv.Itoa(c.width)}}
+	if c.height > 0 {
+		fields = append(fields, [2]string{"height", strconv.Itoa(c.height)})
+	}
 	if c.callback != "" {
 		fields = append(fields, [2]string{"callback_url", c.callback})
 	}

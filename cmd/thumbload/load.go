@@ -41,6 +41,7 @@ func runLoad(ctx context.Context, o options, c *client, rc *receiver, sources []
 		return nil, err
 	}
 	sampler := startRSS(o.pids)
+	meter := startCPU(o.pids)
 
 	var (
 		mu        sync.Mutex
@@ -70,15 +71,7 @@ func runLoad(ctx context.Context, o options, c *client, rc *receiver, sources []
 		}()
 	}
 	first := time.Now()
-feed:
-	for i := range o.n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
+	feedIndexes(ctx, next, o.n)
 	wg.Wait()
 	s.SubmitSeconds = seconds(lastReply.Sub(first))
 	s.Accepted = len(jobs)
@@ -93,11 +86,13 @@ feed:
 		rc.waitFor(ctx, ids, deadline)
 	case waitNone:
 		s.RSS = sampler.finish()
+		s.CPU = meter.finish(0)
 		s.Seconds = s.SubmitSeconds
 		s.answers(c, nil, nil)
 		return s, watch.finish(ctx, s, o.settle)
 	}
 	s.RSS = sampler.finish()
+	cpu := meter.finish(0)
 	// Every job read back: what its record says, and when it finished.
 	s.Jobs = settle(ctx, c, ids, max(min(o.c, 8), 1), deadline)
 	if !s.Jobs.LastFinished.IsZero() {
@@ -132,6 +127,10 @@ feed:
 	if s.Seconds > 0 {
 		s.JobsPerSecond = math.Round(float64(s.Succeeded)/s.Seconds*1000) / 1000
 	}
+	if s.Succeeded > 0 {
+		cpu.MachineBusyPerJobMS = float64(int64(cpu.MachineBusySeconds*1e4/float64(s.Succeeded))) / 10
+	}
+	s.CPU = cpu
 	s.answers(c, nil, nil)
 	if err := watch.finish(ctx, s, o.settle); err != nil {
 		return s, err
@@ -262,4 +261,16 @@ func orUnknown(code string) string {
 		return "unknown"
 	}
 	return code
+}
+
+// feedIndexes sends 0..n-1 on next, until ctx is done, and closes it.
+func feedIndexes(ctx context.Context, next chan<- int, n int) {
+	defer close(next)
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			return
+		}
+	}
 }

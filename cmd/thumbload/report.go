@@ -99,6 +99,7 @@ type summary struct {
 
 	Idle *idleReport `json:"idle,omitempty"`
 	RSS  *rssReport  `json:"rss,omitempty"`
+	CPU  *cpuReport  `json:"cpu,omitempty"`
 
 	// Every answer the service gave, by phase, operation and status, with
 	// its answer time; BadAnswers counts those the contract does not allow
@@ -177,6 +178,10 @@ func (s *summary) print(w io.Writer) {
 	fmt.Fprintf(w, "mode %s, service %s, width %d, %d source(s)\n", s.Mode, s.Service, s.Width, s.Sources)
 	fmt.Fprintf(w, "submitted %d, accepted %d, succeeded %d, failed %d, missing callbacks %d\n",
 		s.Submitted, s.Accepted, s.Succeeded, s.Failed, s.Missing)
+	if s.Mode == "get" {
+		fmt.Fprintf(w, "concurrency %d; throughput %.2f images/s (%d in %.3f s, first request to last answer)\n",
+			s.Concurrency, s.JobsPerSecond, s.Succeeded, s.Seconds)
+	}
 	if s.Mode == "load" {
 		fmt.Fprintf(w, "concurrency %d; submit phase %.3f s (first submit to last answer)\n", s.Concurrency, s.SubmitSeconds)
 		if s.Jobs != nil {
@@ -197,6 +202,8 @@ func (s *summary) print(w io.Writer) {
 	}
 	if s.Mode == "stall" {
 		// no callback latencies: the jobs are read back instead
+	} else if s.Mode == "get" {
+		fmt.Fprintf(w, "request->image %s\n", s.Latency)
 	} else if s.Idle == nil {
 		fmt.Fprintf(w, "submit->callback (succeeded jobs) %s\n", s.Latency)
 	} else {
@@ -219,6 +226,7 @@ func (s *summary) print(w io.Writer) {
 			fmt.Fprintf(w, "rss all %d processes: peak of the sum %s MiB\n", len(s.RSS.Processes), num(s.RSS.PeakTotalMiB))
 		}
 	}
+	s.CPU.print(w)
 	if s.Redis != nil {
 		s.Redis.print(w)
 	}

@@ -46,6 +46,9 @@ Examples:
   thumbload -n 100 -c 100 -wait none -from 127.0.0.2,127.0.0.3 -images big.jpg -pid $API -redis redis://127.0.0.1:6379
   thumbload -n 200 -wait poll -idempotency -images small.jpg -redis redis://127.0.0.1:6379
   thumbload -stall-pid $(pgrep -n redis-server) -stall 20s -images small.jpg
+  thumbload -n 40 -c 2 -serve photos/ -pids $API,$WORKER     sources by URL from a Go static server on loopback
+  thumbload -n 40 -c 2 -serve photos/ -get 'http://127.0.0.1:8081/insecure/rs:fit:256:256/q:80/plain/{url}@jpg'
+                                            a synchronous image server (imgproxy) on the same files
 
 Flags:`
 
@@ -56,7 +59,11 @@ type options struct {
 	n, c     int
 	urls     []string
 	images   []string
+	serve    string // a directory to serve on loopback and submit by URL
+	serveAt  string
+	get      string // -get mode: a synchronous image server's URL template
 	width    int
+	height   int
 	listen   string
 	secret   string
 	timeout  time.Duration
@@ -99,6 +106,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if opts.serve != "" {
+		ss, err := startSourceServer(opts.serve, opts.serveAt)
+		if err != nil {
+			return err
+		}
+		defer ss.close()
+		sources = ss.urls()
+		fmt.Fprintf(stderr, "thumbload: serving %d files of %s at %s\n", len(sources), opts.serve, ss.base)
+	}
+	if opts.get != "" {
+		sum, err := runGet(ctx, opts, sources)
+		if err != nil {
+			return err
+		}
+		sum.Service = opts.get
+		return report(stdout, sum, opts.jsonLine)
+	}
 
 	rcv := newReceiver(opts.secret)
 	ln, err := net.Listen("tcp", opts.listen)
@@ -122,6 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		base:        strings.TrimRight(opts.addr, "/"),
 		key:         opts.key,
 		width:       opts.width,
+		height:      opts.height,
 		idempotency: opts.idempotency,
 		https:       https,
 		sources:     names,
@@ -145,8 +170,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	sum.Service = opts.addr
 	sum.Width = opts.width
+	return report(stdout, sum, opts.jsonLine)
+}
+
+// report prints the run's summary (and its JSON line when asked) and fails
+// when the run saw something the contract does not allow.
+func report(stdout io.Writer, sum *summary, jsonLine bool) error {
 	sum.print(stdout)
-	if opts.jsonLine {
+	if jsonLine {
 		b, _ := json.Marshal(sum)
 		fmt.Fprintln(stdout, string(b))
 	}
@@ -172,7 +203,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.c, "c", 4, "submissions in flight at once")
 	fs.StringVar(&urls, "url", "", "comma-separated source URLs to submit instead of uploads (cycled)")
 	fs.StringVar(&images, "images", "", "comma-separated image files and/or directories to upload (cycled; a directory means its files)")
+	fs.StringVar(&o.serve, "serve", "", "a directory whose files thumbload serves itself on loopback (-serve-addr) and submits by URL (cycled, in name order)")
+	fs.StringVar(&o.serveAt, "serve-addr", "127.0.0.1:0", "with -serve: the static server's address")
+	fs.StringVar(&o.get, "get", "", "get mode: instead of the service, GET this URL template ({url} = the next source URL), -n times, -c at a time, and time the answers (a synchronous image server such as imgproxy)")
 	fs.IntVar(&o.width, "width", 256, "thumbnail width")
+	fs.IntVar(&o.height, "height", 0, "thumbnail height (fit contain: within width x height); 0 sends none, so the height follows the width")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "address of the callback receiver")
 	fs.StringVar(&o.secret, "secret", "", "THUMBNAILED_WEBHOOK_SECRET (whsec_...): verify every callback's signature")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for callbacks after the last submit")
@@ -204,8 +239,25 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var bad []string
 	o.urls = splitList(urls)
 	o.images = splitList(images)
-	if (len(o.urls) == 0) == (len(o.images) == 0) {
-		bad = append(bad, "give exactly one of -images and -url")
+	given := 0
+	for _, g := range []bool{len(o.urls) > 0, len(o.images) > 0, o.serve != ""} {
+		if g {
+			given++
+		}
+	}
+	if given != 1 {
+		bad = append(bad, "give exactly one of -images, -url and -serve")
+	}
+	if o.get != "" {
+		if !strings.Contains(o.get, "{url}") {
+			bad = append(bad, "-get: the template must contain {url}")
+		}
+		if len(o.images) > 0 {
+			bad = append(bad, "-get takes sources by URL: -url or -serve, not -images")
+		}
+		if o.idle > 0 || o.stallPID != 0 || o.redisURL != "" {
+			bad = append(bad, "-get is a mode of its own: no -idle, -stall-pid or -redis")
+		}
 	}
 	if o.n < 1 {
 		bad = append(bad, "-n must be at least 1")
@@ -215,6 +267,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.width < 1 {
 		bad = append(bad, "-width must be at least 1")
+	}
+	if o.height < 0 {
+		bad = append(bad, "-height must not be negative")
 	}
 	if o.repeat < 1 {
 		bad = append(bad, "-repeat must be at least 1")

@@ -153,6 +153,8 @@ type fakeService struct {
 	// is stalled; with ghosts, a submit answered so still makes its job.
 	stalled func() bool
 	ghosts  bool
+	// height, when set, is the height every submit must ask for.
+	height string
 	// created, when set, is told of every job made (before its 202).
 	created func(id string)
 
@@ -238,7 +240,7 @@ func (f *fakeService) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data, _ := io.ReadAll(file)
-	if r.FormValue("width") != "64" || len(data) == 0 {
+	if r.FormValue("width") != "64" || r.FormValue("height") != f.height || len(data) == 0 {
 		http.Error(w, `{"title":"Unprocessable"}`, http.StatusUnprocessableEntity)
 		return
 	}
@@ -342,18 +344,19 @@ func lastJSON(t *testing.T, stdout string) summary {
 
 func TestLoadRunAgainstAFakeService(t *testing.T) {
 	is := is.New(t)
-	_, addr := startFake(t, func(name string) (string, bool) {
+	fake, addr := startFake(t, func(name string) (string, bool) {
 		if name == "broken.jpg" {
 			return "corrupt_image", false
 		}
 		return "", false
 	})
+	fake.height = "48" // a box: the answer is refused unless -height is sent
 	dir := images(t, "a.jpg", "b.jpg", "broken.jpg")
 
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"thumbload",
 		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-n", "9", "-c", "3", "-width", "64", "-images", dir,
+		"-n", "9", "-c", "3", "-width", "64", "-height", "48", "-images", dir,
 		"-pid", strconv.Itoa(os.Getpid()), "-timeout", "10s", "-json",
 	}, &stdout, &stderr)
 
@@ -372,6 +375,8 @@ func TestLoadRunAgainstAFakeService(t *testing.T) {
 	is.Equal(len(s.RSS.Processes), 1)
 	is.True(s.RSS.Processes[0].PeakMiB > 0)
 	is.True(strings.Contains(stdout.String(), "failed job corrupt_image x3"))
+	is.True(s.CPU != nil && s.CPU.WallSeconds > 0) // CPU over the run is reported
+	is.Equal(len(s.CPU.Processes), 1)
 }
 
 func TestLoadRunCountsRefusedSubmitsAndMissingCallbacks(t *testing.T) {
@@ -440,7 +445,7 @@ func TestFlagsAreCheckedTogether(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"thumbload", "-n", "0", "-secret", "nope!", "-pids", "x"}, &stdout, &stderr)
 	is.True(err != nil)
-	for _, want := range []string{"give exactly one of -images and -url", "-n must be at least 1", "-secret:", `-pids: "x"`} {
+	for _, want := range []string{"give exactly one of -images, -url and -serve", "-n must be at least 1", "-secret:", `-pids: "x"`} {
 		is.True(strings.Contains(err.Error(), want)) // every mistake at once
 	}
 }

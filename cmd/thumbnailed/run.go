@@ -77,6 +77,13 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if cfg.DebugAddr != "" {
+		stop, err := startProfiler(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	if cfg.RedisURL == "" {
 		url, stop, err := embeddedRedis(ctx, log)

@@ -367,6 +367,24 @@ func TestSettingsThatSwitchProtectionsOffStopTheStart(t *testing.T) {
 	is.Equal(svc.Do(t, http.MethodGet, "/healthz", nil, nil).Status, http.StatusOK)
 }
 
+func TestTheProfilerHasALoopbackListenerOfItsOwn(t *testing.T) {
+	is := is.New(t)
+	debug := testnet.FreeAddr(t)
+	svc := startService(t, "all", map[string]string{"THUMBNAILED_DEBUG_ADDR": debug})
+	resp, err := http.Get("http://" + debug + "/debug/pprof/cmdline")
+	is.NoErr(err)
+	defer resp.Body.Close()
+	is.Equal(resp.StatusCode, http.StatusOK) // the profiler answers on its own address
+	// and nowhere on the public listener
+	is.Equal(svc.Do(t, http.MethodGet, "/debug/pprof/cmdline", nil, nil).Status, http.StatusNotFound)
+
+	// A public address is refused at start, with a message naming the setting.
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"thumbnailed", "all"}, append(environ(testEnv(t, nil)), "THUMBNAILED_DEBUG_ADDR=0.0.0.0:6060"), &out, &out)
+	is.True(err != nil)
+	is.True(strings.Contains(err.Error(), "THUMBNAILED_DEBUG_ADDR must be a loopback address"))
+}
+
 func TestUnknownVariablesAreNamedWithTheClosestKnownOne(t *testing.T) {
 	is := is.New(t)
 	svc := startService(t, "all", map[string]string{"THUMBNAILED_RATELIMIT": "5", "THUMBNAILED_WEBUI_PASWORD": "x"})
