@@ -149,8 +149,11 @@ func runStall(ctx context.Context, o options, c *client, rc *receiver, sources [
 	stopped := false
 	cont := func() {
 		if stopped {
+			// The moment before the signal: a request sent after it may
+			// find the process running again.
+			at := time.Now()
 			if err := syscall.Kill(o.stallPID, syscall.SIGCONT); err == nil {
-				st.ContinuedAt = time.Now()
+				st.ContinuedAt = at
 			}
 			stopped = false
 		}
