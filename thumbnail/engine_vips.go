@@ -345,11 +345,13 @@ func stripWebP(src []byte) []byte {
 // vipsTrimAbove is the resident set size above which a finishing job hands glibc's
 // free memory back to the system (malloc_trim). libvips allocates with malloc, out
 // of Go's sight: a progressive 13 MP JPEG needs ~50 MiB of coefficients, which glibc
-// keeps for the next job. Trimming after every job keeps RSS at its floor but makes
-// the next big job fault its memory in again (~+25% CPU on such photos); trimming
-// only above this size keeps most of the speed and bounds RSS (VIPS_RESULTS.txt).
-// 0 trims after every job (the memory test does, to see the floor).
-var vipsTrimAbove int64 = 192 << 20
+// keeps for the next job. Trimming makes the next big job fault its memory in again:
+// on the 40-photo run a worker with 2 job slots settles at ~200 MiB, and trimming
+// above 192 MiB cost up to 2x the engine's CPU on the runs that crossed it, so the
+// line sits above that level and still bounds what one huge image leaves behind
+// (BENCHMARKS.md, "Speed, round two"). 0 trims after every job (the memory test
+// does, to see the floor).
+var vipsTrimAbove int64 = 320 << 20
 
 // finish releases the job's libvips images and, when the process has grown past
 // vipsTrimAbove, returns free memory to the system.
