@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
+
 	"github.com/thumbnailed/thumbnailed/blob"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 	"github.com/thumbnailed/thumbnailed/internal/tests3"
 )
 
@@ -20,8 +20,8 @@ import (
 func TestUnreachableBackendIsUnavailableWithinTheDeadline(t *testing.T) {
 	t.Parallel()
 	image := big() // made before any clock starts
-	stalled := stalledListener(t)
-	closed := closedAddr(t)
+	stalled := testnet.StalledAddr(t)
+	closed := testnet.FreeAddr(t)
 	stopped := stoppedS3(t)
 
 	stores := map[string]blob.Store{
@@ -76,50 +76,6 @@ func TestUnreachableBackendIsUnavailableWithinTheDeadline(t *testing.T) {
 			is.True(r.took < deadline+time.Second)         // and the call keeps the deadline
 		})
 	}
-}
-
-// stalledListener accepts connections and holds them without reading or
-// answering, like a server that has hung; it returns its address.
-func stalledListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func openWithPool(t *testing.T, addr string) blob.Store {

@@ -16,29 +16,10 @@ import (
 
 	"github.com/thumbnailed/thumbnailed/codes"
 	"github.com/thumbnailed/thumbnailed/internal/testapi"
+	"github.com/thumbnailed/thumbnailed/internal/testclock"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
 	"github.com/thumbnailed/thumbnailed/jobs"
 )
-
-// clock is the store's time, moved by the test instead of slept for.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now().UTC().Truncate(time.Millisecond)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // fakeQueue writes work as readable entries ("callback j1 2") on one list,
 // each numbered so that the same work queued twice stays two entries.
@@ -63,7 +44,7 @@ const lease = time.Minute
 type env struct {
 	s     *jobs.Store
 	r     *testredis.Redis
-	clock *clock
+	clock *testclock.Clock
 	queue *fakeQueue
 	ttl   time.Duration
 }
@@ -71,7 +52,7 @@ type env struct {
 func newEnv(t *testing.T, ttl time.Duration) *env {
 	t.Helper()
 	r := testredis.New(t)
-	e := &env{r: r, clock: newClock(), queue: &fakeQueue{list: r.Namespace + ":queue"}, ttl: ttl}
+	e := &env{r: r, clock: testclock.New(), queue: &fakeQueue{list: r.Namespace + ":queue"}, ttl: ttl}
 	e.s = e.store()
 	return e
 }

@@ -3,59 +3,15 @@ package jobs_test
 import (
 	"context"
 	"errors"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/matryer/is"
 
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 	"github.com/thumbnailed/thumbnailed/jobs"
 )
-
-// stalledListener accepts connections and never reads or answers, like a
-// Redis that hung; it returns its address.
-func stalledListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // storeAt is a store whose Redis is at addr, dialled the way the service
 // does (every call bounded by its context, no read deadline of the pool's).
@@ -72,8 +28,8 @@ func storeAt(t *testing.T, addr string) *jobs.Store {
 // ErrUnavailable (the API's 503) within its context's deadline.
 func TestRedisTroubleIsUnavailableWithinTheDeadline(t *testing.T) {
 	stores := map[string]*jobs.Store{
-		"closed port":     storeAt(t, closedAddr(t)),
-		"never answering": storeAt(t, stalledListener(t)),
+		"closed port":     storeAt(t, testnet.FreeAddr(t)),
+		"never answering": storeAt(t, testnet.StalledAddr(t)),
 	}
 	job := func() *jobs.Job {
 		return jobs.New("j1", jobs.Owner{Client: client}, request(), time.Now(), time.Hour)
@@ -170,8 +126,8 @@ func TestRedisTroubleIsUnavailableWithinTheDeadline(t *testing.T) {
 // its context does, and a Redis that is gone is ErrUnavailable at once.
 func TestSubscribeEndsWithItsContextEvenWhenRedisHangs(t *testing.T) {
 	is := is.New(t)
-	s := storeAt(t, closedAddr(t))
-	for _, addr := range []string{stalledListener(t), closedAddr(t)} {
+	s := storeAt(t, testnet.FreeAddr(t))
+	for _, addr := range []string{testnet.StalledAddr(t), testnet.FreeAddr(t)} {
 		dial := func(ctx context.Context) (redis.Conn, error) { return redis.DialContext(ctx, "tcp", addr) }
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		start := time.Now()
@@ -186,7 +142,7 @@ func TestSubscribeEndsWithItsContextEvenWhenRedisHangs(t *testing.T) {
 
 // The rate limit fails closed: when Redis cannot answer, no request passes.
 func TestRateLimiterFailsClosed(t *testing.T) {
-	for name, addr := range map[string]string{"closed port": closedAddr(t), "never answering": stalledListener(t)} {
+	for name, addr := range map[string]string{"closed port": testnet.FreeAddr(t), "never answering": testnet.StalledAddr(t)} {
 		t.Run(name, func(t *testing.T) {
 			is := is.New(t)
 			l := jobs.NewRateLimiter(storeAt(t, addr), 10, 20)

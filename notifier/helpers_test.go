@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/thumbnailed/thumbnailed/blob"
 	"github.com/thumbnailed/thumbnailed/config"
 	"github.com/thumbnailed/thumbnailed/internal/testapi"
+	"github.com/thumbnailed/thumbnailed/internal/testclock"
 	"github.com/thumbnailed/thumbnailed/internal/testlog"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
 	"github.com/thumbnailed/thumbnailed/jobs"
@@ -40,29 +40,6 @@ const ttl = time.Hour
 
 // testLinks signs the test jobs' links.
 var testLinks = view.Links{Base: "https://thumbs.example.com", Secret: []byte("a link secret of 32 bytes, ok!!!")}
-
-// clock is a test's time: the store and the notifier both read it, and the
-// test moves it, so nothing waits for real time to pass.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// newClock starts at the real time (signatures stay within a receiver's
-// tolerance), to the millisecond (what Redis scores keep).
-func newClock() *clock { return &clock{now: time.Now().UTC().Truncate(time.Millisecond)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // testQueue writes work as JSON on one list, so a test can read what was
 // queued without knowing the worker's queue format.
@@ -80,7 +57,7 @@ type env struct {
 	pool    *redis.Pool
 	ns      string
 	queue   testQueue
-	clock   *clock
+	clock   *testclock.Clock
 	now     func() time.Time // the clock's Now, or time.Now
 	store   *jobs.Store
 	blobs   blob.Store
@@ -112,7 +89,7 @@ type world struct {
 
 func newEnvWith(t *testing.T, r *testredis.Redis, w world, cfg notifier.Config) *env {
 	t.Helper()
-	e := &env{t: t, pool: r.Pool, ns: r.Namespace, clock: newClock(), blobs: w.blobs,
+	e := &env{t: t, pool: r.Pool, ns: r.Namespace, clock: testclock.New(), blobs: w.blobs,
 		links: testLinks, logs: &testlog.Buffer{}}
 	if e.blobs == nil {
 		blobs, err := blob.Open("", nil, r.Pool, r.Namespace)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/thumbnailed/thumbnailed/blob"
 	"github.com/thumbnailed/thumbnailed/internal/testapi"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 	"github.com/thumbnailed/thumbnailed/jobs"
 )
 
@@ -32,8 +33,8 @@ var timeSlack time.Duration
 
 func TestRedisDownAnswers503Promptly(t *testing.T) {
 	for name, addr := range map[string]string{
-		"nothing listening":         closedAddr(t),
-		"accepts and never answers": silentAddr(t),
+		"nothing listening":         testnet.FreeAddr(t),
+		"accepts and never answers": testnet.StalledAddr(t),
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -105,7 +106,7 @@ func TestRedisDownAnswers503Promptly(t *testing.T) {
 func TestRateLimiterFailsClosed(t *testing.T) {
 	// The store answers; the limiter's Redis does not: a request that would
 	// pass gets 503, never a free pass.
-	for name, addr := range map[string]string{"nothing listening": closedAddr(t), "accepts and never answers": silentAddr(t)} {
+	for name, addr := range map[string]string{"nothing listening": testnet.FreeAddr(t), "accepts and never answers": testnet.StalledAddr(t)} {
 		t.Run(name, func(t *testing.T) {
 			is := is.New(t)
 			api := newAPIWith(t, apiOptions{rate: 1000, burst: 1000, limiterPool: redisPoolAt(t, addr)})
@@ -134,7 +135,7 @@ func TestStalledBlobStoreAnswers503Promptly(t *testing.T) {
 	// An upload answers 503 within 2 s of its last byte, and so does an
 	// image whose bytes are there.
 	is := is.New(t)
-	silent := silentAddr(t)
+	silent := testnet.StalledAddr(t)
 	creds := func(k string) string {
 		return map[string]string{blob.EnvAccessKey: "stalled-test", blob.EnvSecretKey: "stalled-test-secret"}[k]
 	}

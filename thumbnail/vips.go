@@ -257,39 +257,10 @@ fail:
 	return -1;
 }
 
-// thumbnailed_placeholder sets up what the placeholder is computed from: the output
-// flattened onto white and shrunk by averaging shrink x shrink blocks.
-static int thumbnailed_placeholder(VipsImage *in, int shrink, VipsImage **out)
-{
-	VipsImage *context = vips_image_new();
-	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(context), 2);
-
-	if (vips_image_hasalpha(in)) {
-		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-		int failed = vips_flatten(in, &t[0], "background", white, NULL);
-		vips_area_unref(VIPS_AREA(white));
-		if (failed)
-			goto fail;
-		in = t[0];
-	}
-	if (shrink > 1) {
-		if (vips_shrink(in, &t[1], shrink, shrink, NULL))
-			goto fail;
-		in = t[1];
-	}
-	g_object_ref(in);
-	*out = in;
-	g_object_unref(context);
-	return 0;
-
-fail:
-	g_object_unref(context);
-	return -1;
-}
-
-// thumbnailed_analysis sets up the small copy the interest of an image is
-// measured on (smart crop): flattened onto white, shrunk by averaging shrink x
-// shrink blocks, 8-bit sRGB or grey, so that few pixels need copying into Go.
+// thumbnailed_analysis sets up a small copy of an image for Go to measure (the
+// interest for smart crop, the placeholder): flattened onto white, shrunk by
+// averaging shrink x shrink blocks, 8-bit sRGB or grey, so that few pixels need
+// copying into Go.
 static int thumbnailed_analysis(VipsImage *in, int shrink, VipsImage **out)
 {
 	VipsImage *context = vips_image_new();
@@ -581,7 +552,9 @@ func (m *vipsImage) analysisPixels(k int) (*vipsImage, error) {
 // copying into Go memory.
 func (m *vipsImage) placeholderPixels() (*vipsImage, error) {
 	var out *C.VipsImage
-	if C.thumbnailed_placeholder(m.c, C.int(placeholderShrink(m.size())), &out) != 0 {
+	// The output is 8-bit sRGB or grey already: the analysis copy's
+	// conversion has nothing to do.
+	if C.thumbnailed_analysis(m.c, C.int(placeholderShrink(m.size())), &out) != 0 {
 		return nil, vipsError("setting up the placeholder")
 	}
 	return &vipsImage{out}, nil

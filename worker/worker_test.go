@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/thumbnailed/thumbnailed/codes"
 	"github.com/thumbnailed/thumbnailed/internal/testapi"
 	"github.com/thumbnailed/thumbnailed/internal/testlog"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/retry"
@@ -846,50 +846,12 @@ func TestTheSweeperDeletesTheImagesOfExpiredJobs(t *testing.T) {
 	is.Equal(len(ids), 0) // collected, and marked so
 }
 
-// stalledListener accepts connections and never answers, like a Redis that
-// hung (or an HTTP server where Redis should be). It returns its address
-// and how many connections it has accepted.
-func stalledListener(t *testing.T) (string, func() int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	accepted := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(conns)
-	}
-	return ln.Addr().String(), accepted
-}
-
 // Issue 13 item 7: a worker hung at start when Redis accepted connections
 // and never answered, and did not stop when told to. Start returns at once
 // and Stop keeps its deadline, whatever Redis does.
 func TestStopKeepsItsDeadlineWhenRedisNeverAnswers(t *testing.T) {
 	is := is.New(t)
-	addr, accepted := stalledListener(t)
+	addr, accepted := testnet.Stalled(t)
 	// Dialled as the service dials: reads without a context have a deadline.
 	pool := &redis.Pool{MaxIdle: 8, DialContext: func(ctx context.Context) (redis.Conn, error) {
 		return redis.DialContext(ctx, "tcp", addr, redis.DialConnectTimeout(time.Second),

@@ -320,3 +320,16 @@ func problemDetail(raw []byte) string {
 	}
 	return s
 }
+
+// bodies makes the submit body of every source once, before any is sent.
+func (c *client) bodies(sources []source) ([]prepared, error) {
+	bodies := make([]prepared, len(sources))
+	for i, src := range sources {
+		ct, b, err := c.body(src)
+		if err != nil {
+			return nil, err
+		}
+		bodies[i] = prepared{ct, b}
+	}
+	return bodies, nil
+}

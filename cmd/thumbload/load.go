@@ -26,13 +26,9 @@ type accepted struct {
 // waits (-wait) up to o.timeout for their callbacks or for their records
 // to say they ended, and reads every job back.
 func runLoad(ctx context.Context, o options, c *client, rc *receiver, sources []source) (*summary, error) {
-	bodies := make([]prepared, len(sources))
-	for i, src := range sources {
-		ct, b, err := c.body(src)
-		if err != nil {
-			return nil, err
-		}
-		bodies[i] = prepared{ct, b}
+	bodies, err := c.bodies(sources)
+	if err != nil {
+		return nil, err
 	}
 	s := newSummary("load")
 	s.Sources, s.Concurrency = len(sources), o.c

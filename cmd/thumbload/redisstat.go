@@ -244,21 +244,7 @@ type redisSampler struct {
 
 func startRedisSampler(conn redis.Conn) *redisSampler {
 	s := &redisSampler{conn: conn, stop: make(chan struct{})}
-	s.sample()
-	s.done.Add(1)
-	go func() {
-		defer s.done.Done()
-		t := time.NewTicker(redisInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.sample()
-			}
-		}
-	}()
+	sampleEvery(redisInterval, s.stop, &s.done, s.sample)
 	return s
 }
 

@@ -94,21 +94,7 @@ func startRSS(pids []int) *rssSampler {
 		return nil
 	}
 	s := &rssSampler{pids: pids, stop: make(chan struct{}), peaks: make([]int64, len(pids)), last: make([]memStatus, len(pids))}
-	s.sample()
-	s.done.Add(1)
-	go func() {
-		defer s.done.Done()
-		t := time.NewTicker(rssInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.sample()
-			}
-		}
-	}()
+	sampleEvery(rssInterval, s.stop, &s.done, s.sample)
 	return s
 }
 
@@ -143,3 +129,21 @@ func (s *rssSampler) finish() *rssReport {
 }
 
 func mib(b int64) float64 { return float64(b*10>>20) / 10 }
+
+// sampleEvery calls sample now and then every interval, in a goroutine that
+// done waits for, until stop is closed.
+func sampleEvery(interval time.Duration, stop <-chan struct{}, done *sync.WaitGroup, sample func()) {
+	sample()
+	done.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				sample()
+			}
+		}
+	})
+}

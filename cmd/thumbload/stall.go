@@ -68,13 +68,9 @@ type stallReport struct {
 // o.around more, then reads back every accepted job until it has settled
 // (or o.timeout).
 func runStall(ctx context.Context, o options, c *client, rc *receiver, sources []source) (*summary, error) {
-	bodies := make([]prepared, len(sources))
-	for i, src := range sources {
-		ct, b, err := c.body(src)
-		if err != nil {
-			return nil, err
-		}
-		bodies[i] = prepared{ct, b}
+	bodies, err := c.bodies(sources)
+	if err != nil {
+		return nil, err
 	}
 	s := newSummary("stall")
 	s.Sources, s.Concurrency = len(sources), o.c

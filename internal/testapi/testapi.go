@@ -495,36 +495,13 @@ type Stream struct {
 // The stream closes when t ends.
 func (c *Client) Events(t testing.TB, id string, header http.Header) (*Stream, Response) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/v1/thumbnails/"+id+"/events", nil)
+	s, r, err := c.OpenEvents(context.Background(), id, header)
 	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	if c.Key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Key)
-	}
-	client := *c.HTTP
-	client.Timeout = 0 // a stream lasts; Close ends it
-	resp, err := client.Do(req)
-	if err != nil {
-		cancel()
 		t.Fatalf("GET events of %s: %v", id, err)
 	}
-	r := Response{Status: resp.StatusCode, Header: resp.Header}
-	if resp.StatusCode != http.StatusOK {
-		r.Body, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		cancel()
-		return nil, r
+	if s != nil {
+		t.Cleanup(s.Close)
 	}
-	s := &Stream{Response: r, events: make(chan SSE, 64), cancel: cancel}
-	go s.read(ctx, resp.Body)
-	t.Cleanup(s.Close)
 	return s, r
 }
 
