@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,6 +322,51 @@ func TestEventsFollowTheJob(t *testing.T) {
 	s3, _ := a.Events(t, job.ID, nil)
 	is.Equal(s3.Next(t, soon).Job(t).Status, "succeeded")
 	is.True(s3.Ends(t, soon))
+}
+
+// changeAfterGet is a store whose first read of a job is followed at once
+// by a change to it (as a worker's would be), before the handler that read
+// it goes on.
+type changeAfterGet struct {
+	Store
+	once   sync.Once
+	change func(id string)
+}
+
+func (s *changeAfterGet) Get(ctx context.Context, id string) (*jobs.Job, error) {
+	job, err := s.Store.Get(ctx, id)
+	s.once.Do(func() { s.change(id) })
+	return job, err
+}
+
+// A change made between the stream's read of the job and the rest of its
+// set-up reaches the stream: it does not send the stale status and then
+// wait for a change that already happened.
+func TestEventsSeeAChangeMadeWhileTheStreamOpens(t *testing.T) {
+	is := is.New(t)
+	var api *testAPI
+	wrapped := &changeAfterGet{}
+	api = newAPIWith(t, apiOptions{keys: []string{consoleKeyA}, events: true, wrapStore: func(s Store) Store {
+		wrapped.Store = s
+		return wrapped
+	}})
+	a := api.WithKey(consoleKeyA)
+	job := submitURL(t, a, nil)
+	wrapped.change = func(id string) {
+		_, res, err := api.store.Begin(context.Background(), id, 3)
+		is.NoErr(err)
+		is.Equal(res, jobs.Run)
+	}
+
+	s, r := a.Events(t, job.ID, nil)
+	if s == nil {
+		t.Fatalf("events: %d %s", r.Status, r.Body)
+	}
+	status := s.Next(t, 5*time.Second).Job(t).Status
+	if status == "queued" { // read before the change: the change must follow
+		status = s.Next(t, 5*time.Second).Job(t).Status
+	}
+	is.Equal(status, "processing")
 }
 
 func TestEventStreamsAreLimitedPerKey(t *testing.T) {

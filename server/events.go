@@ -126,12 +126,17 @@ func (e *Events) watch(id string) (<-chan struct{}, func()) {
 // with the record's version, so they increase across reconnects too.
 func handleEvents(d Deps) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if d.Events == nil {
+			return problem(codes.NotFound, "event streams are not served here")
+		}
+		// Watch before the record is read: a change made after the read then
+		// wakes the stream. (Watching after it lost a change made in between,
+		// and the stream sent a stale status and waited for good.)
+		wake, stop := d.Events.watch(c.Param("id"))
+		defer stop()
 		job, err := loadJob(c, d.Store)
 		if err != nil {
 			return err
-		}
-		if d.Events == nil {
-			return problem(codes.NotFound, "event streams are not served here")
 		}
 		// The streams of a client are counted in Redis, across every API process.
 		client, streamID := clientScope(c), newJobID()
@@ -151,8 +156,6 @@ func handleEvents(d Deps) echo.HandlerFunc {
 			_ = d.Store.CloseStream(cctx, client, streamID)
 			ccancel()
 		}()
-		wake, stop := d.Events.watch(job.ID)
-		defer stop()
 		h := c.Response().Header()
 		h.Set(echo.HeaderContentType, "text/event-stream")
 		h.Set(echo.HeaderCacheControl, "no-store")

@@ -63,6 +63,9 @@ type apiOptions struct {
 	// beside, when set, is another API process of the same service: this
 	// one uses its Redis and namespace.
 	beside *testAPI
+	// wrapStore, when set, wraps the store the handlers use (the test's
+	// own api.store stays the real one).
+	wrapStore func(Store) Store
 }
 
 // testAPI is the real API (server.New's handler) on a real Redis (see
@@ -128,6 +131,9 @@ func newAPIWith(t *testing.T, o apiOptions) *testAPI {
 	}
 	links := view.Links{Secret: []byte(testLinkSecret)}
 	d := Deps{Store: store, Blobs: blobs, Keys: ring, Links: links, Engine: thumbnail.Default}
+	if o.wrapStore != nil {
+		d.Store = o.wrapStore(store)
+	}
 	if o.rate > 0 {
 		ls := store
 		if o.limiterPool != nil {
