@@ -64,7 +64,7 @@ func TestStallRunStopsTheProcessAndCountsTheAnswersDuringIt(t *testing.T) {
 	// During the stall every request got the fake's 503 with Retry-After,
 	// at once; except that a request sent in the last moments of the stall
 	// may reach the fake after the SIGCONT and be accepted: such a success
-	// is listed with when it was sent, and must have been sent at the end.
+	// is listed with when it was sent, and must have been sent near the end.
 	is.True(st.During.N > 0)
 	is.Equal(st.OverLimit, 0)
 	successes := 0
@@ -78,12 +78,17 @@ func TestStallRunStopsTheProcessAndCountsTheAnswersDuringIt(t *testing.T) {
 	stall := ms(st.ContinuedAt.Sub(st.StoppedAt))
 	acceptedLate := 0
 	for _, line := range st.SuccessesDuring {
-		var op string
-		var status int
+		// "<op> <status> sent +<ms> ms, answered in <ms> ms"; op may hold a space ("GET job").
+		head, tail, found := strings.Cut(line, " sent +")
+		is.True(found)
 		var sent float64
-		_, err := fmt.Sscanf(line, "%s %d sent +%f ms", &op, &status, &sent)
+		_, err := fmt.Sscanf(tail, "%f ms", &sent)
 		is.NoErr(err)
-		is.True(sent > stall-50) // sent within 50 ms of the SIGCONT
+		cut := strings.LastIndex(head, " ")
+		op := head[:cut]
+		status, err := strconv.Atoi(head[cut+1:])
+		is.NoErr(err)
+		is.True(sent > stall-200) // sent in the last moments of the stall (a loaded machine may delay a request that long)
 		if op == opSubmit && status == http.StatusAccepted {
 			acceptedLate++
 		}
