@@ -870,7 +870,7 @@ func TestStopKeepsItsDeadlineWhenRedisNeverAnswers(t *testing.T) {
 
 	began := time.Now()
 	w.Start()
-	is.True(time.Since(began) < 100*time.Millisecond) // Start never waits on Redis
+	is.True(time.Since(began) < 500*time.Millisecond) // Start never waits on Redis (a read would wait its 1 s deadline)
 	// The lanes, the sweeper, the lease keeper and the due mover are all
 	// waiting on Redis now.
 	is.True(testapi.Eventually(5*time.Second, func() bool { return accepted() >= 3 }))
@@ -882,6 +882,6 @@ func TestStopKeepsItsDeadlineWhenRedisNeverAnswers(t *testing.T) {
 	err = w.Stop(ctx)
 	took := time.Since(stopping)
 	t.Logf("Stop returned after %s: %v", took.Round(time.Millisecond), err)
-	is.True(took < deadline+500*time.Millisecond) // Stop keeps its deadline
+	is.True(took < deadline+time.Second) // Stop keeps its deadline (margin for a loaded machine), where it used to hang for good
 	is.True(err == nil || errors.Is(err, context.DeadlineExceeded))
 }
