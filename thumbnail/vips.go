@@ -199,6 +199,43 @@ fail:
 	return -1;
 }
 
+// thumbnailed_8bit sets up in as 8-bit sRGB, or grey for one or two bands, in *out
+// (in itself when it is already); t holds the two steps' images for the caller's
+// context to free.
+static int thumbnailed_8bit(VipsImage *in, VipsImage **t, VipsImage **out)
+{
+	VipsInterpretation want = in->Bands <= 2 ?
+		VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
+	if (in->Type != want || in->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (vips_colourspace(in, &t[0], want, NULL))
+			return -1;
+		in = t[0];
+	}
+	if (in->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (vips_cast(in, &t[1], VIPS_FORMAT_UCHAR, NULL))
+			return -1;
+		in = t[1];
+	}
+	*out = in;
+	return 0;
+}
+
+// thumbnailed_on_white sets up in flattened onto white in *out (in itself when it
+// has no alpha); t holds the step's image for the caller's context to free.
+static int thumbnailed_on_white(VipsImage *in, VipsImage **t, VipsImage **out)
+{
+	if (vips_image_hasalpha(in)) {
+		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
+		int failed = vips_flatten(in, t, "background", white, NULL);
+		vips_area_unref(VIPS_AREA(white));
+		if (failed)
+			return -1;
+		in = *t;
+	}
+	*out = in;
+	return 0;
+}
+
 // thumbnailed_finish sets up, without running it, the rest of an output: crop,
 // 8-bit sRGB (or grey; CMYK without a profile through libvips's built-in one), alpha
 // flattened onto white when asked, and no metadata.
@@ -215,26 +252,9 @@ static int thumbnailed_finish(VipsImage *in,
 		in = t[0];
 	}
 
-	VipsInterpretation want = in->Bands <= 2 ?
-		VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
-	if (in->Type != want || in->BandFmt != VIPS_FORMAT_UCHAR) {
-		if (vips_colourspace(in, &t[1], want, NULL))
-			goto fail;
-		in = t[1];
-	}
-	if (in->BandFmt != VIPS_FORMAT_UCHAR) {
-		if (vips_cast(in, &t[2], VIPS_FORMAT_UCHAR, NULL))
-			goto fail;
-		in = t[2];
-	}
-	if (flatten && vips_image_hasalpha(in)) {
-		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-		int failed = vips_flatten(in, &t[3], "background", white, NULL);
-		vips_area_unref(VIPS_AREA(white));
-		if (failed)
-			goto fail;
-		in = t[3];
-	}
+	if (thumbnailed_8bit(in, &t[1], &in) ||
+		(flatten && thumbnailed_on_white(in, &t[3], &in)))
+		goto fail;
 
 	// The savers' strip option misses some (webpsave in 8.14 keeps EXIF): take every
 	// piece of metadata off the image itself.
@@ -266,31 +286,15 @@ static int thumbnailed_analysis(VipsImage *in, int shrink, VipsImage **out)
 	VipsImage *context = vips_image_new();
 	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(context), 4);
 
-	if (vips_image_hasalpha(in)) {
-		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-		int failed = vips_flatten(in, &t[0], "background", white, NULL);
-		vips_area_unref(VIPS_AREA(white));
-		if (failed)
-			goto fail;
-		in = t[0];
-	}
+	if (thumbnailed_on_white(in, &t[0], &in))
+		goto fail;
 	if (shrink > 1) {
 		if (vips_shrink(in, &t[1], shrink, shrink, NULL))
 			goto fail;
 		in = t[1];
 	}
-	VipsInterpretation want = in->Bands <= 2 ?
-		VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
-	if (in->Type != want || in->BandFmt != VIPS_FORMAT_UCHAR) {
-		if (vips_colourspace(in, &t[2], want, NULL))
-			goto fail;
-		in = t[2];
-	}
-	if (in->BandFmt != VIPS_FORMAT_UCHAR) {
-		if (vips_cast(in, &t[3], VIPS_FORMAT_UCHAR, NULL))
-			goto fail;
-		in = t[3];
-	}
+	if (thumbnailed_8bit(in, &t[2], &in))
+		goto fail;
 	g_object_ref(in);
 	*out = in;
 	g_object_unref(context);
