@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/redisconn"
 )
 
 // redisStore keeps all objects of a job in one hash, {ns}:blob:{job}, field =
@@ -49,7 +50,7 @@ func (s *redisStore) Put(ctx context.Context, job, name string, r io.Reader, exp
 	if err != nil {
 		return 0, redisError(op, err)
 	}
-	defer closeAfterMulti(conn)
+	defer redisconn.Release(conn) // it may hold an unfinished MULTI
 	key := s.key(job)
 	// MULTI waits in the write buffer and goes out with HSET: two round trips in all.
 	if err := conn.Send("MULTI"); err != nil {
@@ -132,22 +133,6 @@ func (s *redisStore) do(ctx context.Context, cmd string, args ...any) (any, erro
 	return redis.DoContext(conn, ctx, cmd, args...)
 }
 
-// closeAfterMulti returns a connection that may hold an unfinished MULTI to the
-// pool. Closing it normally writes DISCARD, but when a command has just timed
-// out, redigo (v1.9.3) may still be writing that command from a goroutine of its
-// own, and a DISCARD written into the same buffer would race with it. Such a
-// connection is broken and will be closed, not reused, so it needs no DISCARD:
-// giving DISCARD an expired deadline clears the pool's record of the MULTI
-// without any I/O (redigo returns before writing when the deadline has passed).
-func closeAfterMulti(conn redis.Conn) {
-	if conn.Err() != nil {
-		expired, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
-		_, _ = redis.DoContext(conn, expired, "DISCARD")
-		cancel()
-	}
-	conn.Close()
-}
-
 // readAll reads r whole, into a buffer of the right size when r knows its
 // length (a bytes.Reader holding an upload), else growing as io.ReadAll does.
 func readAll(r io.Reader) ([]byte, error) {
@@ -170,22 +155,17 @@ func redisError(op string, err error) error {
 }
 
 // redisUnavailable tells whether err means Redis cannot serve us now: no
-// connection, a timeout, an exhausted or closed pool, or a reply that refuses
-// for a passing reason (out of memory, loading its data, a read-only replica,
-// no master, a script running). A caller that cancelled (context.Canceled) is
-// not an outage, and neither is a reply that refuses the command itself.
+// connection, a timeout, an exhausted or closed pool, or a reply that
+// refuses for a passing reason (redisconn.Passing). A caller that cancelled
+// (context.Canceled) is not an outage, and neither is a reply that refuses
+// the command itself.
 func redisUnavailable(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	var reply redis.Error
 	if errors.As(err, &reply) {
-		code, _, _ := strings.Cut(string(reply), " ")
-		switch code {
-		case "OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN":
-			return true
-		}
-		return false
+		return redisconn.Passing(reply)
 	}
 	// No reply at all: the dial, the write or the read failed or timed out.
 	return true

@@ -96,29 +96,13 @@ func (s *Store) Record(ctx context.Context, id, channel string, attempt int, o O
 // died mid-way) with the outcome that outcomeFor gives for it. It does
 // nothing when the lease is alive again or the attempt has been recorded.
 func (s *Store) Interrupt(ctx context.Context, id, channel string, outcomeFor func(*Job, Delivery) Outcome) (bool, error) {
-	done, stale := false, false
-	_, err := s.update(ctx, id, func(job *Job, t *tx) error {
-		done, stale = false, false // decided afresh on every try of the transaction
+	return s.takeBack(ctx, channel, id, func(job *Job) bool {
 		d := job.Delivery(channel)
-		if d == nil || d.Status != DeliveryPending || d.NextAttemptAt != nil || d.Attempts == 0 {
-			stale = true // nothing is running: only the lease is left over
-			return errSkip
-		}
-		alive, err := s.leaseAlive(ctx, t.conn, channel, id, t.now)
-		if err != nil {
-			return err
-		}
-		if alive {
-			return errSkip
-		}
-		done = true
+		return d != nil && d.Status == DeliveryPending && d.NextAttemptAt == nil && d.Attempts > 0
+	}, func(job *Job, t *tx) {
+		d := job.Delivery(channel)
 		s.apply(job, d, t, outcomeFor(job, *d))
-		return nil
 	})
-	if err == nil && stale {
-		err = s.dropExpiredLease(ctx, channel, id)
-	}
-	return done, err
 }
 
 func (s *Store) apply(job *Job, d *Delivery, t *tx, o Outcome) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/redisconn"
 )
 
 // emailCountTTL keeps an hour's count a little past the end of its hour.
@@ -50,7 +52,7 @@ func (s *Store) AllowEmail(ctx context.Context, recipient, jobID string, limit i
 	if err != nil {
 		return false, 0, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	reply, err := redis.Int64s(allowEmailScript.DoContext(ctx, conn,
 		s.emailCountKey(recipient, now), jobID, limit, int64(emailCountTTL/time.Second)))
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/redisconn"
 )
 
 // ErrBadCursor: the cursor is not one List gave.
@@ -38,7 +40,7 @@ func (s *Store) List(ctx context.Context, client string, status Status, limit in
 	if err != nil {
 		return nil, "", err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	key := s.clientKey(client)
 	var out []*Job
 	var gone []any

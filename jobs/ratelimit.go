@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/redisconn"
 )
 
 // gcra is the generic cell rate algorithm in one atomic step: the key holds
@@ -61,7 +63,7 @@ func (l *RateLimiter) Allow(identifier string) (bool, error) {
 	if err != nil {
 		return false, unavailable("rate limiter", err)
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	// The identifier may be an IP or a key digest; hash it so keys stay short and uniform.
 	sum := sha256.Sum256([]byte(identifier))
 	key := l.ns + ":ratelimit:" + hex.EncodeToString(sum[:12])

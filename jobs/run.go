@@ -114,31 +114,31 @@ func (s *Store) finish(job *Job, t *tx, status Status, direct []string) {
 // direct that the job has is claimed for the caller (see finish); the
 // others are queued.
 func (s *Store) Succeed(ctx context.Context, id string, result Result, direct ...string) (job *Job, ended bool, err error) {
-	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
-		ended = false // decided afresh on every try of the transaction
-		if job.Status.Ended() {
-			return errSkip
-		}
-		ended = true
-		s.finish(job, t, StatusSucceeded, direct)
+	return s.end(ctx, id, StatusSucceeded, direct, func(job *Job) {
 		job.Result = &result
 		job.Error = nil
-		return nil
 	})
-	return job, ended, err
 }
 
 // Fail ends the job failed with a code and a message. It returns
 // ended=false when the job had already ended. direct is as for Succeed.
 func (s *Store) Fail(ctx context.Context, id string, code, message string, direct ...string) (job *Job, ended bool, err error) {
+	return s.end(ctx, id, StatusFailed, direct, func(job *Job) {
+		job.Error = &Error{Code: code, Message: message}
+	})
+}
+
+// end ends the job with status, and set writes the outcome into it, unless
+// it had already ended.
+func (s *Store) end(ctx context.Context, id string, status Status, direct []string, set func(*Job)) (job *Job, ended bool, err error) {
 	job, err = s.update(ctx, id, func(job *Job, t *tx) error {
 		ended = false // decided afresh on every try of the transaction
 		if job.Status.Ended() {
 			return errSkip
 		}
 		ended = true
-		s.finish(job, t, StatusFailed, direct)
-		job.Error = &Error{Code: code, Message: message}
+		s.finish(job, t, status, direct)
+		set(job)
 		return nil
 	})
 	return job, ended, err
@@ -163,29 +163,41 @@ func (s *Store) Retry(ctx context.Context, id string, delay time.Duration) (*Job
 // worker died: the death counts as a crash and the job is queued again in
 // the same transaction. It reports whether this caller made the rescue.
 func (s *Store) Rescue(ctx context.Context, id string) (bool, error) {
-	rescued, stale := false, false
+	return s.takeBack(ctx, KindThumbnail, id, func(job *Job) bool {
+		return job.Status == StatusProcessing
+	}, func(job *Job, t *tx) {
+		job.Crashes++
+		job.Status = StatusQueued
+		t.dropLease(KindThumbnail, id)
+		t.push(job.work(KindThumbnail, 0))
+	})
+}
+
+// takeBack runs take on the job, in one transaction, when its work of kind
+// is still recorded as running but holds a lease that ran out: the process
+// running it died. A lease left over by work no longer running is dropped.
+// It reports whether take ran.
+func (s *Store) takeBack(ctx context.Context, kind, id string, running func(*Job) bool, take func(*Job, *tx)) (bool, error) {
+	took, stale := false, false
 	_, err := s.update(ctx, id, func(job *Job, t *tx) error {
-		rescued, stale = false, false // decided afresh on every try of the transaction
-		if job.Status != StatusProcessing {
+		took, stale = false, false // decided afresh on every try of the transaction
+		if !running(job) {
 			stale = true // nothing is running: only the lease is left over
 			return errSkip
 		}
-		alive, err := s.leaseAlive(ctx, t.conn, KindThumbnail, id, t.now)
+		alive, err := s.leaseAlive(ctx, t.conn, kind, id, t.now)
 		if err != nil {
 			return err
 		}
 		if alive {
 			return errSkip
 		}
-		rescued = true
-		job.Crashes++
-		job.Status = StatusQueued
-		t.dropLease(KindThumbnail, id)
-		t.push(job.work(KindThumbnail, 0))
+		took = true
+		take(job, t)
 		return nil
 	})
 	if err == nil && stale {
-		err = s.dropExpiredLease(ctx, KindThumbnail, id)
+		err = s.dropExpiredLease(ctx, kind, id)
 	}
-	return rescued, err
+	return took, err
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/redisconn"
 )
 
 // ErrNotFound means the job does not exist: unknown, expired or erased.
@@ -113,21 +115,6 @@ func (s *Store) conn(ctx context.Context) (redis.Conn, error) {
 	return c, nil
 }
 
-// release returns a connection to the pool. One whose last command timed
-// out may still hold an unfinished MULTI, and closing it would write
-// DISCARD while redigo (v1.9.3) may still be writing the timed-out command
-// from a goroutine of its own; such a connection is broken and will not be
-// reused, so DISCARD is given an expired deadline: it clears the pool's
-// record of the MULTI without any I/O.
-func release(conn redis.Conn) {
-	if conn.Err() != nil {
-		expired, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
-		_, _ = redis.DoContext(conn, expired, "DISCARD")
-		cancel()
-	}
-	conn.Close()
-}
-
 // unavailable wraps an error that means Redis cannot answer now in
 // ErrUnavailable, and any error with what was being done.
 func unavailable(what string, err error) error {
@@ -150,12 +137,7 @@ func isUnavailable(err error) bool {
 		errors.As(err, &netErr), errors.Is(err, redis.ErrPoolExhausted):
 		return true
 	case errors.As(err, &re):
-		for _, prefix := range []string{"OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MISCONF"} {
-			if strings.HasPrefix(string(re), prefix) {
-				return true
-			}
-		}
-		return false
+		return redisconn.Passing(re)
 	}
 	// redigo reports a closed or broken connection with plain errors.
 	msg := err.Error()
@@ -169,7 +151,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_, err = redis.DoContext(conn, ctx, "PING")
 	return unavailable("ping", err)
 }
@@ -180,7 +162,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	return s.get(ctx, conn, id)
 }
 
@@ -253,7 +235,7 @@ func (s *Store) update(ctx context.Context, id string, fn change) (*Job, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	for range 50 {
 		// WATCH waits in the write buffer and goes out with the GET: one round
 		// trip. An error reply to either comes back from the GET's DoContext.
@@ -340,7 +322,7 @@ func (s *Store) Lead(ctx context.Context, name, holder string, ttl time.Duration
 	if err != nil {
 		return false, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	ok, err := redis.Bool(lead.DoContext(ctx, conn, s.ns+":lead:"+name, holder, ttl.Milliseconds()))
 	if err != nil {
 		return false, unavailable("lead "+name, err)

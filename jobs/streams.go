@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/redisconn"
 )
 
 // StreamLease is how long an open event stream counts without being
@@ -31,7 +33,7 @@ func (s *Store) OpenStream(ctx context.Context, client, stream string, max int) 
 	if err != nil {
 		return false, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	now := s.clock()
 	ok, err := redis.Bool(openStream.DoContext(ctx, conn, s.streamsKey(client),
 		now.UnixMilli(), now.Add(StreamLease).UnixMilli(), max, stream, StreamLease.Milliseconds()))
@@ -47,7 +49,7 @@ func (s *Store) RenewStream(ctx context.Context, client, stream string) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_ = conn.Send("ZADD", s.streamsKey(client), "XX", s.clock().Add(StreamLease).UnixMilli(), stream)
 	_, err = redis.DoContext(conn, ctx, "PEXPIRE", s.streamsKey(client), StreamLease.Milliseconds())
 	return unavailable("renew stream", err)
@@ -59,7 +61,7 @@ func (s *Store) CloseStream(ctx context.Context, client, stream string) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_, err = redis.DoContext(conn, ctx, "ZREM", s.streamsKey(client), stream)
 	return unavailable("close stream", err)
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/redisconn"
 )
 
 // IdempotencyWindow is how long an Idempotency-Key is remembered.
@@ -35,7 +37,7 @@ func (s *Store) Submit(ctx context.Context, job *Job, idem *Idempotency) (*Job, 
 	if err != nil {
 		return nil, false, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	for range 50 {
 		if idem != nil {
 			first, err := s.claimed(ctx, conn, idem)
@@ -133,7 +135,7 @@ func (s *Store) Reserve(ctx context.Context, id string, until time.Time) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_, err = redis.DoContext(conn, ctx, "ZADD", s.expiryKey(), "NX", until.UnixMilli(), id)
 	return unavailable("reserve "+id, err)
 }

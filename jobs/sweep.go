@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/thumbnailed/thumbnailed/internal/redisconn"
 )
 
 // Lease names one piece of running work: a job's run or one of its
@@ -31,7 +33,7 @@ func (s *Store) Renew(ctx context.Context, leases []Lease) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_, err = redis.DoContext(conn, ctx, "ZADD", args...)
 	return unavailable("renew leases", err)
 }
@@ -42,7 +44,7 @@ func (s *Store) ExpiredLeases(ctx context.Context, limit int) ([]Lease, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	members, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGEBYSCORE", s.leasesKey(), "-inf", s.clock().UnixMilli(), "LIMIT", 0, limit))
 	if err != nil {
 		return nil, unavailable("expired leases", err)
@@ -63,7 +65,7 @@ func (s *Store) dropExpiredLease(ctx context.Context, kind, id string) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_, err = dropExpired.DoContext(ctx, conn, s.leasesKey(), leaseMember(kind, id), s.clock().UnixMilli())
 	return unavailable("drop lease", err)
 }
@@ -80,7 +82,7 @@ func (s *Store) DropLease(ctx context.Context, l Lease) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_, err = redis.DoContext(conn, ctx, "ZREM", s.leasesKey(), leaseMember(l.Kind, l.JobID))
 	return unavailable("drop lease", err)
 }
@@ -105,7 +107,7 @@ func (s *Store) MoveDue(ctx context.Context) (moved int, next time.Time, err err
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	moved, err = redis.Int(moveDue.DoContext(ctx, conn, s.dueKey(), s.wakeChannel(), s.clock().UnixMilli(), 500))
 	if err != nil {
 		return 0, time.Time{}, unavailable("move due work", err)
@@ -132,7 +134,7 @@ func (s *Store) Expired(ctx context.Context, limit int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	ids, err := redis.Strings(expired.DoContext(ctx, conn, s.expiryKey(), s.clock().UnixMilli(), limit, s.recordKey("")))
 	return ids, unavailable("expired jobs", err)
 }
@@ -161,7 +163,7 @@ func (s *Store) Collected(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_, err = collected.DoContext(ctx, conn, s.expiryKey(), s.recordKey(id), id, s.clock().UnixMilli())
 	return unavailable("collected "+id, err)
 }
@@ -185,7 +187,7 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	_ = conn.Send("MULTI")
 	_ = conn.Send("DEL", s.recordKey(id))
 	_ = conn.Send("ZADD", s.expiryKey(), s.clock().UnixMilli(), id)
@@ -213,7 +215,7 @@ func (s *Store) Subscribe(ctx context.Context, dial func(context.Context) (redis
 	if err != nil {
 		return unavailable("subscribe", err)
 	}
-	defer release(conn)
+	defer redisconn.Release(conn)
 	psc := redis.PubSubConn{Conn: conn}
 	if err := psc.Subscribe(channel); err != nil {
 		return unavailable("subscribe", err)
