@@ -312,59 +312,51 @@ func (r *reader) list(name string) []string {
 	return out
 }
 
-func (r *reader) integer(name string, def, lo, hi int) int {
+// parsed reads name with parse: empty is def, and a value parse refuses is
+// reported with the rule it breaks (and def is kept, so that every other
+// mistake is found in the same pass).
+func parsed[T any](r *reader, name string, def T, parse func(string) (T, bool), rule string) T {
 	v := r.str(name, "")
 	if v == "" {
 		return def
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		r.fail(name, "must be a whole number from %d to %d, not %q", lo, hi, v)
+	x, ok := parse(v)
+	if !ok {
+		r.fail(name, "%s, not %q", rule, v)
 		return def
 	}
-	return n
+	return x
+}
+
+func (r *reader) integer(name string, def, lo, hi int) int {
+	return parsed(r, name, def, func(v string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n >= lo && n <= hi
+	}, fmt.Sprintf("must be a whole number from %d to %d", lo, hi))
 }
 
 // rate reads requests per second: a positive finite number, not so small
 // that its interval overflows (which would switch the limit off).
 func (r *reader) rate(name string, def float64) float64 {
-	v := r.str(name, "")
-	if v == "" {
-		return def
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0.001 || f > 1e6 {
-		r.fail(name, "must be a number of requests per second from 0.001 to 1000000, not %q", v)
-		return def
-	}
-	return f
+	return parsed(r, name, def, func(v string) (float64, bool) {
+		f, err := strconv.ParseFloat(v, 64)
+		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && f >= 0.001 && f <= 1e6
+	}, "must be a number of requests per second from 0.001 to 1000000")
 }
 
 func (r *reader) boolean(name string, def bool) bool {
-	v := r.str(name, "")
-	if v == "" {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		r.fail(name, "must be true or false, not %q", v)
-		return def
-	}
-	return b
+	return parsed(r, name, def, func(v string) (bool, bool) {
+		b, err := strconv.ParseBool(v)
+		return b, err == nil
+	}, "must be true or false")
 }
 
 // duration reads a duration of at least least.
 func (r *reader) duration(name string, def, least time.Duration) time.Duration {
-	v := r.str(name, "")
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < least {
-		r.fail(name, "must be a duration of at least %s, like 30s or 5m, not %q", least, v)
-		return def
-	}
-	return d
+	return parsed(r, name, def, func(v string) (time.Duration, bool) {
+		d, err := time.ParseDuration(v)
+		return d, err == nil && d >= least
+	}, fmt.Sprintf("must be a duration of at least %s, like 30s or 5m", least))
 }
 
 func (r *reader) schedule(name, def string) retry.Schedule {

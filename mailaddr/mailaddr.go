@@ -197,6 +197,19 @@ const (
 	none
 )
 
+// plainProblems are the problems told without the character found.
+var plainProblems = map[problem]string{
+	invalidUTF8:   "the email address is not valid UTF-8 text",
+	angleBracket:  "the email address must be a bare address such as me@example.com, without a name or angle brackets",
+	encodedWord:   "the email address must not contain encoded words (=?...?=)",
+	list:          "give a single email address, without commas or semicolons",
+	quote:         "the email address must not contain quotes or backslashes: quoted mailbox names are not accepted",
+	comment:       "the email address must not contain parentheses: comments are not accepted",
+	squareBracket: "the domain must be a name such as example.com, not an IP address in square brackets",
+	colon:         "the email address must not contain a colon",
+	question:      "the email address must not contain '?'",
+}
+
 // checkCharacters reports the first problem (by the order above) among the
 // characters of s. When it returns nil, s is printable ASCII and every byte
 // is a letter, a digit, '.', '@' or one of #$&'*+-/=^_`{|}~.
@@ -215,27 +228,16 @@ func checkCharacters(s string) error {
 			worst, at, bad = p, i, r
 		}
 	}
+	if msg, ok := plainProblems[worst]; ok {
+		return errors.New(msg)
+	}
 	switch worst {
 	case none:
 		return nil
-	case invalidUTF8:
-		return errors.New("the email address is not valid UTF-8 text")
 	case control:
 		return fmt.Errorf("the email address must not contain control characters such as line breaks, tabs or NUL (found %U)", bad)
 	case invisible:
 		return fmt.Errorf("the email address must not contain invisible or formatting characters such as zero-width spaces, line separators or text-direction marks (found %U)", bad)
-	case angleBracket:
-		return errors.New("the email address must be a bare address such as me@example.com, without a name or angle brackets")
-	case encodedWord:
-		return errors.New("the email address must not contain encoded words (=?...?=)")
-	case list:
-		return errors.New("give a single email address, without commas or semicolons")
-	case quote:
-		return errors.New("the email address must not contain quotes or backslashes: quoted mailbox names are not accepted")
-	case comment:
-		return errors.New("the email address must not contain parentheses: comments are not accepted")
-	case squareBracket:
-		return errors.New("the domain must be a name such as example.com, not an IP address in square brackets")
 	case space:
 		if bad == ' ' {
 			return errors.New("the email address must not contain spaces")
@@ -246,12 +248,8 @@ func checkCharacters(s string) error {
 			return fmt.Errorf("the domain must be plain ASCII: write an internationalised domain in its xn-- (punycode) form (found %U)", bad)
 		}
 		return fmt.Errorf("the email address must be plain ASCII: internationalised mailbox names are not supported (found %U)", bad)
-	case colon:
-		return errors.New("the email address must not contain a colon")
 	case routing:
 		return fmt.Errorf("the email address must not contain %q: routing mail through another host is not accepted", bad)
-	case question:
-		return errors.New("the email address must not contain '?'")
 	default:
 		return fmt.Errorf("the email address must not contain %q", bad)
 	}

@@ -109,24 +109,22 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
+// echoCodes are the codes of the errors Echo itself answers, by status;
+// any other is internal.
+var echoCodes = map[int]string{
+	http.StatusNotFound:              codes.NotFound,
+	http.StatusMethodNotAllowed:      codes.MethodNotAllowed,
+	http.StatusRequestEntityTooLarge: codes.UploadTooLarge,
+	http.StatusUnsupportedMediaType:  codes.UnsupportedMediaType,
+	http.StatusTooManyRequests:       codes.RateLimited,
+	http.StatusUnauthorized:          codes.Unauthorized,
+	http.StatusBadRequest:            codes.MalformedBody,
+}
+
 // httpCode is the code of an error Echo itself answers.
 func httpCode(status int) string {
-	switch status {
-	case http.StatusNotFound:
-		return codes.NotFound
-	case http.StatusMethodNotAllowed:
-		return codes.MethodNotAllowed
-	case http.StatusRequestEntityTooLarge:
-		return codes.UploadTooLarge
-	case http.StatusUnsupportedMediaType:
-		return codes.UnsupportedMediaType
-	case http.StatusTooManyRequests:
-		return codes.RateLimited
-	case http.StatusUnauthorized:
-		return codes.Unauthorized
-	case http.StatusBadRequest:
-		return codes.MalformedBody
-	default:
-		return codes.Internal
+	if code, ok := echoCodes[status]; ok {
+		return code
 	}
+	return codes.Internal
 }

@@ -231,6 +231,9 @@ func jsonTypeName(goType string) string {
 // limit and no further, so an oversized upload costs at most limit+1 bytes.
 func decodeMultipart(mr *multipart.Reader, maxUpload int64, sink imageSink) (*createRequest, error) {
 	var req createRequest
+	texts := map[string]*string{"url": &req.URL, "fit": &req.Fit, "gravity": &req.Gravity,
+		"format": &req.Format, "email": &req.Email, "callback_url": &req.CallbackURL}
+	numbers := map[string]**int{"width": &req.Width, "height": &req.Height, "quality": &req.Quality}
 	bad := map[string]string{}
 	seen := map[string]bool{}
 	for {
@@ -268,25 +271,15 @@ func decodeMultipart(mr *multipart.Reader, maxUpload int64, sink imageSink) (*cr
 			continue
 		}
 		value := strings.TrimSpace(string(raw))
+		if field, ok := texts[name]; ok {
+			*field = value
+			continue
+		}
+		if field, ok := numbers[name]; ok {
+			*field = formInt(value, name, bad)
+			continue
+		}
 		switch name {
-		case "url":
-			req.URL = value
-		case "fit":
-			req.Fit = value
-		case "gravity":
-			req.Gravity = value
-		case "format":
-			req.Format = value
-		case "email":
-			req.Email = value
-		case "callback_url":
-			req.CallbackURL = value
-		case "width":
-			req.Width = formInt(value, name, bad)
-		case "height":
-			req.Height = formInt(value, name, bad)
-		case "quality":
-			req.Quality = formInt(value, name, bad)
 		case "enlarge":
 			b, err := strconv.ParseBool(value)
 			if err != nil {

@@ -16,6 +16,15 @@ type Engine interface {
 	Encodes(f Format) bool // output formats
 }
 
+// encodes says which output formats both engines write.
+func encodes(f Format) bool {
+	switch f {
+	case FormatJPEG, FormatPNG, FormatWebP:
+		return true
+	}
+	return false
+}
+
 // Make makes a thumbnail of src with the default engine. Every error is an *Error
 // with one of the Code constants.
 func Make(ctx context.Context, src []byte, spec Spec) (Result, error) {

@@ -22,13 +22,7 @@ func (goEngine) Accepts(f Format) bool {
 	return false
 }
 
-func (goEngine) Encodes(f Format) bool {
-	switch f {
-	case FormatJPEG, FormatPNG, FormatWebP:
-		return true
-	}
-	return false
-}
+func (goEngine) Encodes(f Format) bool { return encodes(f) }
 
 func (e goEngine) Make(ctx context.Context, src []byte, spec Spec) (Result, error) {
 	return makeOne(ctx, e, src, spec)

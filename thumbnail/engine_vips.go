@@ -47,13 +47,7 @@ func (vipsEngine) Accepts(f Format) bool {
 	return false
 }
 
-func (vipsEngine) Encodes(f Format) bool {
-	switch f {
-	case FormatJPEG, FormatPNG, FormatWebP:
-		return true
-	}
-	return false
-}
+func (vipsEngine) Encodes(f Format) bool { return encodes(f) }
 
 func (e vipsEngine) Make(ctx context.Context, src []byte, spec Spec) (Result, error) {
 	return makeOne(ctx, e, src, spec)

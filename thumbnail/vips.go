@@ -150,6 +150,19 @@ static int thumbnailed_load(const void *buf, size_t len, int has_profile,
 	return 0;
 }
 
+// thumbnailed_keep ends a set-up whose steps' images live in context: in (the
+// last step) goes to the caller in *out, the rest is freed with context; in is
+// NULL when a step failed, and the answer is then -1.
+static int thumbnailed_keep(VipsImage *context, VipsImage *in, VipsImage **out)
+{
+	if (in) {
+		g_object_ref(in);
+		*out = in;
+	}
+	g_object_unref(context);
+	return in ? 0 : -1;
+}
+
 // thumbnailed_resize sets up the scaling of an image to exactly width x height with
 // Lanczos3, premultiplied when it has alpha, as vips_thumbnail does. The same size
 // is the same image.
@@ -189,14 +202,10 @@ static int thumbnailed_resize(VipsImage *in, int width, int height, VipsImage **
 			goto fail;
 		x = t[4];
 	}
-	g_object_ref(x);
-	*out = x;
-	g_object_unref(context);
-	return 0;
+	return thumbnailed_keep(context, x, out);
 
 fail:
-	g_object_unref(context);
-	return -1;
+	return thumbnailed_keep(context, NULL, out);
 }
 
 // thumbnailed_8bit sets up in as 8-bit sRGB, or grey for one or two bands, in *out
@@ -267,14 +276,10 @@ static int thumbnailed_finish(VipsImage *in,
 			vips_image_remove(in, fields[i]);
 	g_strfreev(fields);
 
-	g_object_ref(in);
-	*out = in;
-	g_object_unref(context);
-	return 0;
+	return thumbnailed_keep(context, in, out);
 
 fail:
-	g_object_unref(context);
-	return -1;
+	return thumbnailed_keep(context, NULL, out);
 }
 
 // thumbnailed_analysis sets up a small copy of an image for Go to measure (the
@@ -295,14 +300,10 @@ static int thumbnailed_analysis(VipsImage *in, int shrink, VipsImage **out)
 	}
 	if (thumbnailed_8bit(in, &t[2], &in))
 		goto fail;
-	g_object_ref(in);
-	*out = in;
-	g_object_unref(context);
-	return 0;
+	return thumbnailed_keep(context, in, out);
 
 fail:
-	g_object_unref(context);
-	return -1;
+	return thumbnailed_keep(context, NULL, out);
 }
 
 // thumbnailed_pixels points at a rendered 8-bit image's pixels, for Go to copy.

@@ -45,24 +45,31 @@ func (l *leases) hold(kind, id string) (release func()) {
 }
 
 func (l *leases) run(ctx context.Context) {
-	t := time.NewTicker(l.every)
+	every(ctx, l.every, func() {
+		l.mu.Lock()
+		held := make([]jobs.Lease, 0, len(l.held))
+		for k := range l.held {
+			held = append(held, k)
+		}
+		l.mu.Unlock()
+		rctx, cancel := context.WithTimeout(ctx, l.every)
+		if err := l.store.Renew(rctx, held); err != nil && ctx.Err() == nil {
+			l.log.Warn("could not renew the leases of running work", "count", len(held), "error", err)
+		}
+		cancel()
+	})
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			l.mu.Lock()
-			held := make([]jobs.Lease, 0, len(l.held))
-			for k := range l.held {
-				held = append(held, k)
-			}
-			l.mu.Unlock()
-			rctx, cancel := context.WithTimeout(ctx, l.every)
-			if err := l.store.Renew(rctx, held); err != nil && ctx.Err() == nil {
-				l.log.Warn("could not renew the leases of running work", "count", len(held), "error", err)
-			}
-			cancel()
+			fn()
 		}
 	}
 }

@@ -137,16 +137,8 @@ func (w *Worker) Run(ctx context.Context, id string) error {
 	}
 	direct := w.takeDirect(job)
 	done, ended, err := w.store.Fail(rctx, id, fail.code, fail.message, direct...)
-	if errors.Is(err, jobs.ErrNotFound) {
-		w.releaseDirect(direct)
-		log.Info("job erased while it ran")
-		w.dropImages(rctx, log, id)
-		return nil
-	}
 	if err != nil {
-		w.releaseDirect(direct)
-		log.Error("could not record the failure", "error", err)
-		return err
+		return w.notRecorded(rctx, log, id, direct, err, "job erased while it ran", "could not record the failure")
 	}
 	if ended {
 		w.metrics.Finished(TypeThumbnail, string(jobs.StatusFailed), fail.code)
@@ -160,16 +152,8 @@ func (w *Worker) Run(ctx context.Context, id string) error {
 func (w *Worker) succeed(ctx context.Context, log *slog.Logger, job *jobs.Job, result jobs.Result, images map[string][]byte) error {
 	direct := w.takeDirect(job)
 	done, ended, err := w.store.Succeed(ctx, job.ID, result, direct...)
-	if errors.Is(err, jobs.ErrNotFound) {
-		w.releaseDirect(direct)
-		log.Info("job erased while it ran; its images are deleted")
-		w.dropImages(ctx, log, job.ID)
-		return nil
-	}
 	if err != nil {
-		w.releaseDirect(direct)
-		log.Error("could not record the result", "error", err)
-		return err
+		return w.notRecorded(ctx, log, job.ID, direct, err, "job erased while it ran; its images are deleted", "could not record the result")
 	}
 	if ended {
 		w.metrics.Finished(TypeThumbnail, string(jobs.StatusSucceeded), "")
@@ -180,6 +164,21 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, job *jobs.Job, r
 	w.deliverDirect(log, done, ended, direct, images)
 	w.dropUpload(ctx, log, job)
 	return nil
+}
+
+// notRecorded handles a job's end that was not written (err from Succeed or
+// Fail): the direct attempt it would have claimed is given back, and a job
+// erased while it ran has its images deleted; any other error goes back to
+// the queue.
+func (w *Worker) notRecorded(ctx context.Context, log *slog.Logger, id string, direct []string, err error, erased, failed string) error {
+	w.releaseDirect(direct)
+	if errors.Is(err, jobs.ErrNotFound) {
+		log.Info(erased)
+		w.dropImages(ctx, log, id)
+		return nil
+	}
+	log.Error(failed, "error", err)
+	return err
 }
 
 // takeDirect decides whether this worker makes the first attempt of the

@@ -40,18 +40,11 @@ func newSweeper(w *Worker) *sweeper {
 }
 
 func (s *sweeper) run(ctx context.Context) {
-	t := time.NewTicker(s.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			sctx, cancel := context.WithTimeout(ctx, max(s.every, 5*time.Second))
-			s.sweep(sctx)
-			cancel()
-		}
-	}
+	every(ctx, s.every, func() {
+		sctx, cancel := context.WithTimeout(ctx, max(s.every, 5*time.Second))
+		s.sweep(sctx)
+		cancel()
+	})
 }
 
 func (s *sweeper) sweep(ctx context.Context) {
