@@ -15,6 +15,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/matryer/is"
+
 	"github.com/thumbnailed/thumbnailed/blob"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
 	"github.com/thumbnailed/thumbnailed/internal/tests3"
@@ -29,14 +30,41 @@ type backend struct {
 	buffered bool
 }
 
+// openStore opens a Store as the service does, from its storage URL (or the
+// Redis pool and namespace).
+func openStore(t *testing.T, url string, getenv func(string) string, pool *redis.Pool, ns string) blob.Store {
+	t.Helper()
+	s, err := blob.Open(url, getenv, pool, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// redisStore is a Redis store on the test's own namespace, and its Redis.
+func redisStore(t *testing.T) (blob.Store, *testredis.Redis) {
+	t.Helper()
+	r := testredis.New(t)
+	return openStore(t, "redis:", nil, r.Pool, r.Namespace), r
+}
+
+func openS3(t *testing.T, url string, getenv func(string) string) blob.Store {
+	t.Helper()
+	return openStore(t, url, getenv, nil, "")
+}
+
+// s3Store is an S3 store under prefix ("": none) in a fresh bucket of the
+// shared versitygw, and its bucket.
+func s3Store(t *testing.T, prefix string) (blob.Store, *tests3.Bucket) {
+	t.Helper()
+	b := tests3.Shared(t)
+	return openS3(t, b.URLWithPrefix(prefix), b.Getenv), b
+}
+
 // backends makes each Store the contract is checked against.
 var backends = map[string]func(t *testing.T) backend{
 	"redis": func(t *testing.T) backend {
-		r := testredis.New(t)
-		store, err := blob.Open("", nil, r.Pool, r.Namespace)
-		if err != nil {
-			t.Fatal(err)
-		}
+		store, r := redisStore(t)
 		return backend{
 			store:    store,
 			buffered: true,
@@ -53,12 +81,8 @@ var backends = map[string]func(t *testing.T) backend{
 		}
 	},
 	"s3": func(t *testing.T) backend {
-		b := tests3.Shared(t)
 		const prefix = "thumbs/contract"
-		store, err := blob.Open(b.URLWithPrefix(prefix), b.Getenv, nil, "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		store, b := s3Store(t, prefix)
 		return backend{
 			store: store,
 			stored: func(t *testing.T, job string) []string {
@@ -101,13 +125,29 @@ var inAnHour = time.Now().Add(time.Hour)
 
 func put(t *testing.T, s blob.Store, job, name string, data []byte) {
 	t.Helper()
-	n, err := s.Put(ctxT(t), job, name, bytes.NewReader(data), inAnHour)
+	putUntil(t, s, job, name, data, inAnHour)
+}
+
+// putUntil stores data as job's object name, to expire at expires.
+func putUntil(t *testing.T, s blob.Store, job, name string, data []byte, expires time.Time) {
+	t.Helper()
+	n, err := s.Put(ctxT(t), job, name, bytes.NewReader(data), expires)
 	if err != nil {
 		t.Fatalf("put %s/%s: %v", job, name, err)
 	}
 	if n != int64(len(data)) {
 		t.Fatalf("put %s/%s: stored %d bytes, want %d", job, name, n, len(data))
 	}
+}
+
+// get reads job's object name, which must be there.
+func get(t *testing.T, s blob.Store, job, name string) []byte {
+	t.Helper()
+	b, err := s.Get(ctxT(t), job, name)
+	if err != nil {
+		t.Fatalf("get %s/%s: %v", job, name, err)
+	}
+	return b
 }
 
 func mustBeNotFound(t *testing.T, s blob.Store, job, name string) {
@@ -129,10 +169,16 @@ func TestContract(t *testing.T) {
 			t.Parallel()
 			be := open(t)
 			s := be.store
+			// check checks one promise in a subtest of its own, run in parallel
+			// with the others.
+			check := func(name string, f func(t *testing.T, is *is.I)) {
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					f(t, is.New(t))
+				})
+			}
 
-			t.Run("round trip keeps every byte", func(t *testing.T) {
-				t.Parallel()
-				is := is.New(t)
+			check("round trip keeps every byte", func(t *testing.T, is *is.I) {
 				job := newJob()
 				objects := map[string][]byte{
 					"upload":      big(),
@@ -144,35 +190,26 @@ func TestContract(t *testing.T) {
 					put(t, s, job, name, data)
 				}
 				for name, want := range objects {
-					got, err := s.Get(ctxT(t), job, name)
-					is.NoErr(err)
-					is.True(bytes.Equal(got, want)) // the bytes read back are the bytes stored
+					is.True(bytes.Equal(get(t, s, job, name), want)) // the bytes read back are the bytes stored
 				}
 				is.Equal(be.stored(t, job), []string{"default.jpg", "empty.png", "small.webp", "upload"})
 			})
 
-			t.Run("a second put replaces the first", func(t *testing.T) {
-				t.Parallel()
-				is := is.New(t)
+			check("a second put replaces the first", func(t *testing.T, is *is.I) {
 				job := newJob()
 				put(t, s, job, "default.jpg", []byte("first, longer than the second"))
 				put(t, s, job, "default.jpg", []byte("second"))
-				got, err := s.Get(ctxT(t), job, "default.jpg")
-				is.NoErr(err)
-				is.Equal(string(got), "second")
+				is.Equal(string(get(t, s, job, "default.jpg")), "second")
 			})
 
-			t.Run("a missing name or job is ErrNotFound", func(t *testing.T) {
-				t.Parallel()
+			check("a missing name or job is ErrNotFound", func(t *testing.T, _ *is.I) {
 				job := newJob()
 				put(t, s, job, "upload", []byte("x"))
 				mustBeNotFound(t, s, job, "default.jpg") // the job exists, the name does not
 				mustBeNotFound(t, s, newJob(), "upload") // no such job at all
 			})
 
-			t.Run("Delete removes every object of the job and nothing else", func(t *testing.T) {
-				t.Parallel()
-				is := is.New(t)
+			check("Delete removes every object of the job and nothing else", func(t *testing.T, is *is.I) {
 				job, other := newJob(), newJob()
 				longer := job + "0" // shares job as a prefix: its objects must stay
 				for _, name := range []string{"upload", "default.jpg", "small.webp"} {
@@ -188,16 +225,12 @@ func TestContract(t *testing.T) {
 				}
 				is.Equal(len(be.stored(t, job)), 0) // nothing of the job is left in the backend
 				for j, want := range map[string]string{other: "other", longer: "longer"} {
-					got, err := s.Get(ctxT(t), j, "upload")
-					is.NoErr(err)
-					is.Equal(string(got), want) // other jobs are untouched
+					is.Equal(string(get(t, s, j, "upload")), want) // other jobs are untouched
 					is.Equal(be.stored(t, j), []string{"upload"})
 				}
 			})
 
-			t.Run("Delete is idempotent", func(t *testing.T) {
-				t.Parallel()
-				is := is.New(t)
+			check("Delete is idempotent", func(t *testing.T, is *is.I) {
 				job := newJob()
 				is.NoErr(s.Delete(ctxT(t), job)) // never existed
 				put(t, s, job, "upload", []byte("x"))
@@ -206,18 +239,14 @@ func TestContract(t *testing.T) {
 				mustBeNotFound(t, s, job, "upload")
 			})
 
-			t.Run("DeleteOne removes one object and is idempotent", func(t *testing.T) {
-				t.Parallel()
-				is := is.New(t)
+			check("DeleteOne removes one object and is idempotent", func(t *testing.T, is *is.I) {
 				job := newJob()
 				put(t, s, job, "upload", []byte("original"))
 				put(t, s, job, "default.jpg", []byte("thumb"))
 
 				is.NoErr(s.DeleteOne(ctxT(t), job, "upload"))
 				mustBeNotFound(t, s, job, "upload")
-				got, err := s.Get(ctxT(t), job, "default.jpg")
-				is.NoErr(err)
-				is.Equal(string(got), "thumb")
+				is.Equal(string(get(t, s, job, "default.jpg")), "thumb")
 				is.Equal(be.stored(t, job), []string{"default.jpg"})
 
 				is.NoErr(s.DeleteOne(ctxT(t), job, "upload"))      // already gone
@@ -226,10 +255,8 @@ func TestContract(t *testing.T) {
 				is.Equal(len(be.stored(t, job)), 0)
 			})
 
-			t.Run("a failing source is the source's error, and nothing is stored", func(t *testing.T) {
-				t.Parallel()
+			check("a failing source is the source's error, and nothing is stored", func(t *testing.T, is *is.I) {
 				for _, size := range []int{1000, 7 << 20} { // one PUT; a streamed upload cut after its first part
-					is := is.New(t)
 					job := newJob()
 					src := io.MultiReader(bytes.NewReader(big()[:size]), failingReader{})
 					n, err := s.Put(ctxT(t), job, "upload", src, inAnHour)
@@ -241,9 +268,7 @@ func TestContract(t *testing.T) {
 				}
 			})
 
-			t.Run("keys that could leave their job are refused", func(t *testing.T) {
-				t.Parallel()
-				is := is.New(t)
+			check("keys that could leave their job are refused", func(t *testing.T, is *is.I) {
 				job := newJob()
 				for _, k := range [][2]string{{"../" + job, "upload"}, {job, "a/b"}, {"", "upload"}, {job, ""}, {job, ".."}, {job, "x\ny"}} {
 					_, err := s.Put(ctxT(t), k[0], k[1], strings.NewReader("x"), inAnHour)
@@ -255,13 +280,21 @@ func TestContract(t *testing.T) {
 				is.True(s.Delete(ctxT(t), "") != nil)
 			})
 
-			t.Run("Ping answers", func(t *testing.T) {
-				t.Parallel()
-				is.New(t).NoErr(s.Ping(ctxT(t)))
+			check("a caller that gave up (context.Canceled) is not an outage", func(t *testing.T, is *is.I) {
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				_, err := s.Get(ctx, newJob(), "upload")
+				is.True(err != nil)
+				is.True(errors.Is(err, context.Canceled))
+				is.True(!errors.Is(err, blob.ErrUnavailable))
 			})
 
-			t.Run("Buffered tells whether Put holds the object", func(t *testing.T) {
-				is.New(t).Equal(s.Buffered(), be.buffered)
+			check("Ping answers", func(t *testing.T, is *is.I) {
+				is.NoErr(s.Ping(ctxT(t)))
+			})
+
+			check("Buffered tells whether Put holds the object", func(t *testing.T, is *is.I) {
+				is.Equal(s.Buffered(), be.buffered)
 			})
 		})
 	}

@@ -2,7 +2,6 @@ package blob_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -15,31 +14,18 @@ import (
 	"time"
 
 	"github.com/matryer/is"
+
 	"github.com/thumbnailed/thumbnailed/blob"
 	"github.com/thumbnailed/thumbnailed/internal/tests3"
 )
-
-func openS3(t *testing.T, url string, getenv func(string) string) blob.Store {
-	t.Helper()
-	s, err := blob.Open(url, getenv, nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // Object keys are {prefix}/{job}/{name}, or {job}/{name} without a prefix: each
 // a file at that path in versitygw's bucket folder.
 func TestS3KeysAreJobSlashName(t *testing.T) {
 	t.Parallel()
-	b := tests3.Shared(t)
 	for prefix, want := range map[string]string{"": "JOB/default.jpg", "tenant/thumbs": "tenant/thumbs/JOB/default.jpg"} {
 		is := is.New(t)
-		url := b.URL
-		if prefix != "" {
-			url = b.URLWithPrefix(prefix)
-		}
-		s := openS3(t, url, b.Getenv)
+		s, b := s3Store(t, prefix)
 		job := newJob()
 		put(t, s, job, "default.jpg", []byte("thumb"))
 
@@ -58,8 +44,7 @@ func TestS3KeysAreJobSlashName(t *testing.T) {
 func TestS3FailedStreamLeavesNoUnfinishedUpload(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	b := tests3.Shared(t)
-	s := openS3(t, b.URLWithPrefix("aborted"), b.Getenv)
+	s, b := s3Store(t, "aborted")
 	job := newJob()
 	src := io.MultiReader(bytes.NewReader(big()[:12<<20]), failingReader{}) // fails in its third part
 	_, err := s.Put(ctxT(t), job, "upload", src, inAnHour)
@@ -87,8 +72,7 @@ func TestS3FailedStreamLeavesNoUnfinishedUpload(t *testing.T) {
 // Not parallel: it measures the whole process.
 func TestS3PutStreamsInOnePartOfMemory(t *testing.T) {
 	is := is.New(t)
-	b := tests3.Shared(t)
-	s := openS3(t, b.URL, b.Getenv)
+	s, _ := s3Store(t, "")
 	const size = 19 << 20
 	source := func(size int64) io.Reader { return io.LimitReader(mathrand.NewChaCha8([32]byte{7}), size) }
 
@@ -133,8 +117,7 @@ func TestS3PutStreamsInOnePartOfMemory(t *testing.T) {
 	is.True(allocated < 16<<20) // less than the object: never held whole, nor in minio-go's default ~550 MB part
 	is.True(held < 16<<20)      // about one part and the read-ahead
 
-	got, err := s.Get(ctxT(t), job, "upload")
-	is.NoErr(err)
+	got := get(t, s, job, "upload")
 	want := sha256.New()
 	_, _ = io.Copy(want, source(size))
 	is.Equal(sha256.Sum256(got), [32]byte(want.Sum(nil))) // and every byte arrived
@@ -173,20 +156,6 @@ func TestS3PingNamesAMissingBucket(t *testing.T) {
 	err := s.Ping(ctxT(t))
 	is.True(err != nil)
 	is.True(strings.Contains(err.Error(), `"no-such-bucket"`))
-	is.True(!errors.Is(err, blob.ErrUnavailable))
-}
-
-// A caller that gave up (context.Canceled) is not an outage.
-func TestS3CancelledIsNotUnavailable(t *testing.T) {
-	t.Parallel()
-	is := is.New(t)
-	b := tests3.Shared(t)
-	s := openS3(t, b.URL, b.Getenv)
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	_, err := s.Get(ctx, newJob(), "upload")
-	is.True(err != nil)
-	is.True(errors.Is(err, context.Canceled))
 	is.True(!errors.Is(err, blob.ErrUnavailable))
 }
 

@@ -48,55 +48,20 @@ func TestUnreachableBackendIsUnavailableWithinTheDeadline(t *testing.T) {
 		"delete one": func(ctx context.Context, s blob.Store) error { return s.DeleteOne(ctx, "job", "upload") },
 		"ping":       func(ctx context.Context, s blob.Store) error { return s.Ping(ctx) },
 	}
-	// The calls run at once, in goroutines rather than parallel subtests, so the
-	// whole test takes about one deadline whatever -parallel allows.
-	type result struct {
-		store, op string
-		err       error
-		took      time.Duration
-	}
-	results := make(chan result)
-	for name, s := range stores {
-		for op, call := range ops {
-			go func() {
-				ctx, cancel := context.WithTimeout(t.Context(), deadline)
-				defer cancel()
-				start := time.Now()
-				err := call(ctx, s)
-				results <- result{name, op, err, time.Since(start)}
-			}()
-		}
-	}
-	for range len(stores) * len(ops) {
-		r := <-results
-		t.Run(r.store+"/"+r.op, func(t *testing.T) {
+	for _, r := range testnet.CallAll(t, deadline, stores, ops) {
+		t.Run(r.Name, func(t *testing.T) {
 			is := is.New(t)
-			t.Logf("after %v: %v", r.took.Round(time.Millisecond), r.err)
-			is.True(errors.Is(r.err, blob.ErrUnavailable)) // an outage is ErrUnavailable
-			is.True(r.took < deadline+time.Second)         // and the call keeps the deadline
+			t.Logf("after %v: %v", r.Took.Round(time.Millisecond), r.Err)
+			is.True(errors.Is(r.Err, blob.ErrUnavailable)) // an outage is ErrUnavailable
+			is.True(r.Took < deadline+time.Second)         // and the call keeps the deadline
 		})
 	}
-}
-
-func openWithPool(t *testing.T, addr string) blob.Store {
-	t.Helper()
-	pool := dialPool(addr)
-	t.Cleanup(func() { pool.Close() })
-	s, err := blob.Open("", nil, pool, "down")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func openS3At(t *testing.T, endpoint string) blob.Store {
 	t.Helper()
 	env := map[string]string{"AWS_ACCESS_KEY_ID": "access", "AWS_SECRET_ACCESS_KEY": "secret-key"}
-	s, err := blob.Open("s3://thumbs/p?region=us-east-1&path_style=true&endpoint="+endpoint, func(k string) string { return env[k] }, nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return openS3(t, "s3://thumbs/p?region=us-east-1&path_style=true&endpoint="+endpoint, func(k string) string { return env[k] })
 }
 
 // stoppedS3 is a store whose versitygw worked and then stopped.
@@ -104,10 +69,7 @@ func stoppedS3(t *testing.T) blob.Store {
 	t.Helper()
 	srv := tests3.Start(t)
 	b := srv.NewBucket(t)
-	s, err := blob.Open(b.URL, b.Getenv, nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openS3(t, b.URL, b.Getenv)
 	put(t, s, "job", "upload", []byte("stored while it ran"))
 	srv.Stop()
 	return s

@@ -26,6 +26,30 @@ func failedForGood(attempt int) jobs.Outcome {
 		Log: jobs.LogEntry{Attempt: attempt, Outcome: jobs.OutcomeFailed, StatusCode: 410}}
 }
 
+// claim runs attempt of id's delivery on channel as the notifier does:
+// "send", or "pass: " and the reason it passes.
+func (e *env) claim(t *testing.T, id, channel string, attempt int) string {
+	t.Helper()
+	_, result, reason, err := e.s.Claim(context.Background(), id, channel, attempt)
+	if err != nil {
+		t.Fatalf("claim %s %s %d: %v", id, channel, attempt, err)
+	}
+	if result == jobs.Send {
+		return "send"
+	}
+	return "pass: " + reason
+}
+
+// record writes the outcome of attempt of id's delivery on channel.
+func (e *env) record(t *testing.T, id, channel string, attempt int, o jobs.Outcome) *jobs.Job {
+	t.Helper()
+	job, err := e.s.Record(context.Background(), id, channel, attempt, o)
+	if err != nil {
+		t.Fatalf("record %s %s %d: %v", id, channel, attempt, err)
+	}
+	return job
+}
+
 func TestClaimSendsEachAttemptOnce(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, time.Hour)
@@ -33,25 +57,15 @@ func TestClaimSendsEachAttemptOnce(t *testing.T) {
 	e.ended(t, "j1")
 	e.clearQueue(t)
 
-	claim := func(id, channel string, attempt int) (jobs.ClaimResult, string) {
-		t.Helper()
-		_, result, reason, err := e.s.Claim(ctx, id, channel, attempt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return result, reason
+	passes := []struct{ name, id, channel, want string }{
+		{"a job that has not ended has nothing to deliver", "running", jobs.ChannelCallback, "pass: the job has not ended"},
+		{"a channel the job does not have", "j1", "pigeon", "pass: the job has no such delivery"},
 	}
-	t.Run("a job that has not ended has nothing to deliver", func(t *testing.T) {
-		is := is.New(t)
-		result, reason := claim("running", jobs.ChannelCallback, 1)
-		is.Equal(result, jobs.Pass)
-		is.Equal(reason, "the job has not ended")
-	})
-	t.Run("a channel the job does not have", func(t *testing.T) {
-		is := is.New(t)
-		result, _ := claim("j1", "pigeon", 1)
-		is.Equal(result, jobs.Pass)
-	})
+	for _, c := range passes {
+		t.Run(c.name, func(t *testing.T) {
+			is.New(t).Equal(e.claim(t, c.id, c.channel, 1), c.want)
+		})
+	}
 	t.Run("an unknown job", func(t *testing.T) {
 		is := is.New(t)
 		_, _, _, err := e.s.Claim(ctx, "unknown", jobs.ChannelCallback, 1)
@@ -69,28 +83,18 @@ func TestClaimSendsEachAttemptOnce(t *testing.T) {
 		is.Equal(len(e.expiredLeases(t, lease-time.Millisecond)), 0)
 	})
 	t.Run("a duplicate run of the attempt passes", func(t *testing.T) {
-		is := is.New(t)
-		result, reason := claim("j1", jobs.ChannelCallback, 1)
-		is.Equal(result, jobs.Pass)
-		is.Equal(reason, "this attempt already ran or is running")
+		is.New(t).Equal(e.claim(t, "j1", jobs.ChannelCallback, 1), "pass: this attempt already ran or is running")
 	})
 	t.Run("the next attempt waits for this one's outcome", func(t *testing.T) {
 		is := is.New(t)
-		result, reason := claim("j1", jobs.ChannelCallback, 2)
-		is.Equal(result, jobs.Pass)
-		is.Equal(reason, "the attempt before it has not finished")
-		result, _ = claim("j1", jobs.ChannelCallback, 3)
-		is.Equal(result, jobs.Pass)
+		is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 2), "pass: the attempt before it has not finished")
+		is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 3), "pass: the attempt before it has not finished")
 	})
 	t.Run("the other channel goes its own way", func(t *testing.T) {
-		is := is.New(t)
-		result, _ := claim("j1", jobs.ChannelEmail, 1)
-		is.Equal(result, jobs.Send)
+		is.New(t).Equal(e.claim(t, "j1", jobs.ChannelEmail, 1), "send")
 	})
 	is := is.New(t)
-	job, err := e.s.Get(ctx, "j1")
-	is.NoErr(err)
-	is.Equal(job.Delivery(jobs.ChannelCallback).Attempts, 1)
+	is.Equal(e.get(t, "j1").Delivery(jobs.ChannelCallback).Attempts, 1)
 	is.Equal(len(e.queued(t)), 0) // claiming queues nothing
 }
 
@@ -106,13 +110,10 @@ func TestRecordSchedulesTheNextAttemptInTheSameTransaction(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, time.Hour)
 	e.ended(t, "j1")
-	_, result, _, err := e.s.Claim(ctx, "j1", jobs.ChannelCallback, 1)
-	is.NoErr(err)
-	is.Equal(result, jobs.Send)
+	is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 1), "send")
 
 	next := e.clock.Now().Add(5 * time.Second)
-	job, err := e.s.Record(ctx, "j1", jobs.ChannelCallback, 1, retry(1, next))
-	is.NoErr(err)
+	job := e.record(t, "j1", jobs.ChannelCallback, 1, retry(1, next))
 	d := job.Delivery(jobs.ChannelCallback)
 	is.Equal(d.Status, jobs.DeliveryPending)
 	is.Equal(*d.NextAttemptAt, next)
@@ -125,7 +126,7 @@ func TestRecordSchedulesTheNextAttemptInTheSameTransaction(t *testing.T) {
 
 	// A second outcome of the same attempt (a duplicate run, a run the
 	// sweeper already counted) is refused and schedules nothing.
-	_, err = e.s.Record(ctx, "j1", jobs.ChannelCallback, 1, retry(1, e.clock.Now()))
+	_, err := e.s.Record(ctx, "j1", jobs.ChannelCallback, 1, retry(1, e.clock.Now()))
 	is.Equal(err, jobs.ErrAttemptMoved)
 	is.Equal(len(e.due(t)), 1)
 	is.Equal(len(e.queued(t)), 0)
@@ -141,22 +142,15 @@ func TestRecordSchedulesTheNextAttemptInTheSameTransaction(t *testing.T) {
 	is.Equal(moved, 1)
 	is.Equal(e.queued(t), []string{"callback j1 2"})
 
-	_, result, _, err = e.s.Claim(ctx, "j1", jobs.ChannelCallback, 2)
-	is.NoErr(err)
-	is.Equal(result, jobs.Send)
+	is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 2), "send")
 	// An outcome due at once is queued at once.
-	job, err = e.s.Record(ctx, "j1", jobs.ChannelCallback, 2, retry(2, e.clock.Now()))
-	is.NoErr(err)
+	job = e.record(t, "j1", jobs.ChannelCallback, 2, retry(2, e.clock.Now()))
 	is.Equal(e.queued(t), []string{"callback j1 2", "callback j1 3"})
 	is.Equal(len(e.due(t)), 0)
 	is.Equal(job.Delivery(jobs.ChannelCallback).Attempts, 2)
 
-	_, result, _, err = e.s.Claim(ctx, "j1", jobs.ChannelCallback, 3)
-	is.NoErr(err)
-	is.Equal(result, jobs.Send)
-	job, err = e.s.Record(ctx, "j1", jobs.ChannelCallback, 3, delivered(3))
-	is.NoErr(err)
-	d = job.Delivery(jobs.ChannelCallback)
+	is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 3), "send")
+	d = e.record(t, "j1", jobs.ChannelCallback, 3, delivered(3)).Delivery(jobs.ChannelCallback)
 	is.Equal(d.Status, jobs.DeliveryDelivered)
 	is.True(d.NextAttemptAt == nil)
 	is.Equal(d.LastError, "")
@@ -164,21 +158,15 @@ func TestRecordSchedulesTheNextAttemptInTheSameTransaction(t *testing.T) {
 	is.Equal(len(e.due(t)), 0)
 	is.Equal(len(e.queued(t)), 2) // nothing follows a delivered attempt
 
-	_, result, reason, err := e.s.Claim(ctx, "j1", jobs.ChannelCallback, 4)
-	is.NoErr(err)
-	is.Equal(result, jobs.Pass)
-	is.Equal(reason, "the delivery has ended (delivered)")
+	is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 4), "pass: the delivery has ended (delivered)")
 }
 
 func TestAFinalOutcomeFailsTheDelivery(t *testing.T) {
 	is := is.New(t)
-	ctx := context.Background()
 	e := newEnv(t, time.Hour)
 	e.ended(t, "j1")
-	_, _, _, err := e.s.Claim(ctx, "j1", jobs.ChannelCallback, 1)
-	is.NoErr(err)
-	job, err := e.s.Record(ctx, "j1", jobs.ChannelCallback, 1, failedForGood(1))
-	is.NoErr(err)
+	is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 1), "send")
+	job := e.record(t, "j1", jobs.ChannelCallback, 1, failedForGood(1))
 	d := job.Delivery(jobs.ChannelCallback)
 	is.Equal(d.Status, jobs.DeliveryFailed)
 	is.Equal(d.ErrorCode, codes.CallbackGone)
@@ -207,8 +195,7 @@ func TestInterruptOnlyActsOnAnExpiredLease(t *testing.T) {
 	is.NoErr(err)
 	is.True(!done)
 
-	_, _, _, err = e.s.Claim(ctx, "j1", jobs.ChannelCallback, 1)
-	is.NoErr(err)
+	is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 1), "send")
 	e.clock.Advance(lease - time.Millisecond)
 	done, err = e.s.Interrupt(ctx, "j1", jobs.ChannelCallback, interrupted)
 	is.NoErr(err)
@@ -221,9 +208,7 @@ func TestInterruptOnlyActsOnAnExpiredLease(t *testing.T) {
 	is.True(done)
 	is.Equal(calls, 1)
 	is.Equal(seen.Attempts, 1)
-	job, err := e.s.Get(ctx, "j1")
-	is.NoErr(err)
-	d := job.Delivery(jobs.ChannelCallback)
+	d := e.get(t, "j1").Delivery(jobs.ChannelCallback)
 	is.Equal(len(d.Log), 1)
 	is.True(d.NextAttemptAt != nil)
 	is.Equal(e.due(t), map[string]time.Duration{"callback j1 2": time.Minute})
@@ -263,10 +248,8 @@ func TestRedeliver(t *testing.T) {
 	})
 	t.Run("a delivered delivery starts a new series", func(t *testing.T) {
 		is := is.New(t)
-		_, _, _, err := e.s.Claim(ctx, "j1", jobs.ChannelCallback, 1)
-		is.NoErr(err)
-		_, err = e.s.Record(ctx, "j1", jobs.ChannelCallback, 1, delivered(1))
-		is.NoErr(err)
+		is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 1), "send")
+		e.record(t, "j1", jobs.ChannelCallback, 1, delivered(1))
 
 		job, err := e.s.Redeliver(ctx, "j1", jobs.ChannelCallback)
 		is.NoErr(err)
@@ -279,8 +262,6 @@ func TestRedeliver(t *testing.T) {
 
 		_, err = e.s.Redeliver(ctx, "j1", jobs.ChannelCallback)
 		is.Equal(err, jobs.ErrDeliveryPending) // a second ask while it runs
-		_, result, _, err := e.s.Claim(ctx, "j1", jobs.ChannelCallback, 2)
-		is.NoErr(err)
-		is.Equal(result, jobs.Send)
+		is.Equal(e.claim(t, "j1", jobs.ChannelCallback, 2), "send")
 	})
 }

@@ -94,30 +94,12 @@ func TestRedisTroubleIsUnavailableWithinTheDeadline(t *testing.T) {
 		},
 	}
 	const deadline = 500 * time.Millisecond
-	type result struct {
-		name string
-		err  error
-		took time.Duration
-	}
-	results := make(chan result)
-	for name, s := range stores {
-		for call, fn := range calls {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), deadline)
-				defer cancel()
-				start := time.Now()
-				err := fn(ctx, s)
-				results <- result{name + "/" + call, err, time.Since(start)}
-			}()
-		}
-	}
-	for range len(stores) * len(calls) {
-		r := <-results
-		t.Run(r.name, func(t *testing.T) {
+	for _, r := range testnet.CallAll(t, deadline, stores, calls) {
+		t.Run(r.Name, func(t *testing.T) {
 			is := is.New(t)
-			t.Logf("after %v: %v", r.took.Round(time.Millisecond), r.err)
-			is.True(errors.Is(r.err, jobs.ErrUnavailable)) // trouble with Redis is ErrUnavailable
-			is.True(r.took < deadline+time.Second)         // and the call keeps its deadline
+			t.Logf("after %v: %v", r.Took.Round(time.Millisecond), r.Err)
+			is.True(errors.Is(r.Err, jobs.ErrUnavailable)) // trouble with Redis is ErrUnavailable
+			is.True(r.Took < deadline+time.Second)         // and the call keeps its deadline
 		})
 	}
 }

@@ -27,8 +27,7 @@ const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 func TestACallbackThatFailsTwiceIsRetriedUntilAccepted(t *testing.T) {
 	is := is.New(t)
-	rc := testapi.NewReceiver(t, secret)
-	rc.SetAnswer(answers(http.StatusServiceUnavailable, http.StatusInternalServerError, http.StatusNoContent))
+	rc := receiverAnswering(t, []int{http.StatusServiceUnavailable, http.StatusInternalServerError, http.StatusNoContent}, secret)
 	e := newEnv(t, notifier.Config{WebhookSecret: secret, CallbackSchedule: schedule("10ms,10ms,10ms"), InlineMaxBytes: 1 << 20})
 	img := testJPEG(t, 40, 30)
 	callbackURL := rc.URL + "/hooks/thumbs?token=s3cret"
@@ -94,8 +93,7 @@ func TestACallbackThatFailsTwiceIsRetriedUntilAccepted(t *testing.T) {
 
 func TestACallbackOfAFailedJobSaysWhyAndCarriesNoImage(t *testing.T) {
 	is := is.New(t)
-	rc := testapi.NewReceiver(t)
-	rc.SetAnswer(answers(http.StatusOK))
+	rc := receiverAnswering(t, []int{http.StatusOK})
 	e := newEnv(t, notifier.Config{InlineMaxBytes: 1 << 20})
 	job := e.failedJob("job-cb-failed", "", rc.URL, "corrupt_image", "the image data is damaged")
 
@@ -119,8 +117,7 @@ func TestACallbackOfAFailedJobSaysWhyAndCarriesNoImage(t *testing.T) {
 
 func TestA410StopsTheCallbackAtOnce(t *testing.T) {
 	is := is.New(t)
-	rc := testapi.NewReceiver(t)
-	rc.SetAnswer(answers(http.StatusGone))
+	rc := receiverAnswering(t, []int{http.StatusGone})
 	e := newEnv(t, notifier.Config{CallbackSchedule: schedule("10ms,10ms")})
 	job := e.failedJob("job-gone", "", rc.URL, "timeout", "took too long")
 

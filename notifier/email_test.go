@@ -31,8 +31,7 @@ const mary = "mary.smith@example.com"
 // again as an attachment). Now the inline part is the one a reader saves.
 func TestEmailOfASucceededJobShowsTheThumbnailInlineAsTheOneSavedPart(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink), MailFrom: "thumbs@thumbnailed.test", EmailSchedule: schedule("10ms")})
+	sink, e := newMailEnv(t, nil, notifier.Config{MailFrom: "thumbs@thumbnailed.test", EmailSchedule: schedule("10ms")})
 	img := testJPEG(t, 64, 48)
 	job := e.succeededJob("job-ok", mary, "", 64, 48, img)
 
@@ -44,38 +43,38 @@ func TestEmailOfASucceededJobShowsTheThumbnailInlineAsTheOneSavedPart(t *testing
 	is.Equal(len(got), 1)
 	is.Equal(got[0].From, "thumbs@thumbnailed.test")
 	is.Equal(got[0].To, []string{mary})
-	msg, parts := parseMessage(t, got[0].Data)
+	msg, parts := testsmtp.Parse(t, got[0].Data)
 	is.Equal(msg.Header.Get("To"), "<"+mary+">")
 	is.Equal(msg.Header.Get("Subject"), "Your thumbnail is ready (64x48 JPEG)")
 	is.Equal(msg.Header.Get("Message-Id"), "<thumbnail-job-ok@thumbnailed.test>")
 	is.Equal(msg.Header.Get("Auto-Submitted"), "auto-generated")
 
-	text, ok := findPart(parts, func(p part) bool { return p.contentType == "text/plain" })
+	text, ok := findPart(parts, func(p testsmtp.Part) bool { return p.ContentType == "text/plain" })
 	is.True(ok)
-	mustContain(t, string(text.body), "64 x 48 pixels")
-	links := signedLinks(string(text.body))
+	mustContain(t, string(text.Body), "64 x 48 pixels")
+	links := signedLinks(string(text.Body))
 	is.Equal(len(links), 1)
 	verifyLink(t, e.links, job, jobs.DefaultOutput, links[0]) // a link that opens without an API key
-	mustNotContain(t, string(text.body), "X-Amz-Signature")   // the source URL is shown without its query
+	mustNotContain(t, string(text.Body), "X-Amz-Signature")   // the source URL is shown without its query
 
-	html, ok := findPart(parts, func(p part) bool { return p.contentType == "text/html" })
+	html, ok := findPart(parts, func(p testsmtp.Part) bool { return p.ContentType == "text/html" })
 	is.True(ok)
 	const cid = "thumbnail-job-ok-default.jpg@thumbnailed"
-	mustContain(t, string(html.body), `src="cid:`+cid+`"`)
-	mustContain(t, string(html.body), `href="`+strings.ReplaceAll(links[0], "&", "&amp;")+`"`)
+	mustContain(t, string(html.Body), `src="cid:`+cid+`"`)
+	mustContain(t, string(html.Body), `href="`+strings.ReplaceAll(links[0], "&", "&amp;")+`"`)
 
 	images := imageParts(parts)
 	is.Equal(len(images), 1) // the image travels once
 	inline := images[0]
-	is.Equal(inline.contentID, "<"+cid+">") // the HTML's cid: points at it
-	is.Equal(inline.contentType, "image/jpeg")
-	is.Equal(inline.disposition, "inline")
-	is.Equal(inline.filename, "thumbnail-job-ok-default.jpg") // and a reader saves it under this name
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(inline.body))
+	is.Equal(inline.ContentID, "<"+cid+">") // the HTML's cid: points at it
+	is.Equal(inline.ContentType, "image/jpeg")
+	is.Equal(inline.Disposition, "inline")
+	is.Equal(inline.Filename, "thumbnail-job-ok-default.jpg") // and a reader saves it under this name
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(inline.Body))
 	is.NoErr(err)
 	is.Equal(format, "jpeg")
 	is.Equal([2]int{cfg.Width, cfg.Height}, [2]int{64, 48})
-	is.True(bytes.Equal(inline.body, img))
+	is.True(bytes.Equal(inline.Body, img))
 
 	d := e.delivery(job.ID, jobs.ChannelEmail)
 	is.Equal(d.Status, jobs.DeliveryDelivered)
@@ -91,8 +90,7 @@ func TestEmailOfASucceededJobShowsTheThumbnailInlineAsTheOneSavedPart(t *testing
 // signed link.
 func TestEmailWithSeveralOutputsAttachesEachOnceAndListsEveryLink(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink)})
+	sink, e := newMailEnv(t, nil, notifier.Config{})
 	card, avatar, icon := testJPEG(t, 64, 48), testPNG(t, 16, 16), testJPEG(t, 8, 6)
 	job := e.end(jobSpec{id: "job-set", email: mary, outputs: []output{
 		{"card", "jpeg", 64, 48, card}, {"avatar", "png", 16, 16, avatar}, {"icon", "jpeg", 8, 6, icon}}})
@@ -100,7 +98,7 @@ func TestEmailWithSeveralOutputsAttachesEachOnceAndListsEveryLink(t *testing.T) 
 	is.NoErr(e.deliver(jobs.ChannelEmail, job.ID, 1))
 	got := sink.Received()
 	is.Equal(len(got), 1)
-	msg, parts := parseMessage(t, got[0].Data)
+	msg, parts := testsmtp.Parse(t, got[0].Data)
 	is.Equal(msg.Header.Get("Subject"), "Your thumbnail is ready (64x48 JPEG)") // the first output
 
 	images := imageParts(parts)
@@ -114,28 +112,28 @@ func TestEmailWithSeveralOutputsAttachesEachOnceAndListsEveryLink(t *testing.T) 
 		{"icon", "thumbnail-job-set-icon.jpg", "image/jpeg", "attachment", icon},
 	}
 	for _, w := range want {
-		p, ok := findPart(images, func(p part) bool { return p.filename == w.filename })
+		p, ok := findPart(images, func(p testsmtp.Part) bool { return p.Filename == w.filename })
 		is.True(ok)
-		is.Equal(p.contentType, w.contentType)
-		is.Equal(p.disposition, w.disposition)
-		is.True(bytes.Equal(p.body, w.body))
+		is.Equal(p.ContentType, w.contentType)
+		is.Equal(p.Disposition, w.disposition)
+		is.True(bytes.Equal(p.Body, w.body))
 	}
-	html, _ := findPart(parts, func(p part) bool { return p.contentType == "text/html" })
-	inline, _ := findPart(images, func(p part) bool { return p.disposition == "inline" })
-	is.Equal(inline.contentID, "<thumbnail-job-set-card.jpg@thumbnailed>")
-	mustContain(t, string(html.body), `src="cid:thumbnail-job-set-card.jpg@thumbnailed"`)
-	is.Equal(strings.Count(string(html.body), "<img"), 1) // only the first is shown
+	html, _ := findPart(parts, func(p testsmtp.Part) bool { return p.ContentType == "text/html" })
+	inline, _ := findPart(images, func(p testsmtp.Part) bool { return p.Disposition == "inline" })
+	is.Equal(inline.ContentID, "<thumbnail-job-set-card.jpg@thumbnailed>")
+	mustContain(t, string(html.Body), `src="cid:thumbnail-job-set-card.jpg@thumbnailed"`)
+	is.Equal(strings.Count(string(html.Body), "<img"), 1) // only the first is shown
 
-	text, _ := findPart(parts, func(p part) bool { return p.contentType == "text/plain" })
-	mustContain(t, string(text.body), "Your images are ready")
-	links := signedLinks(string(text.body))
+	text, _ := findPart(parts, func(p testsmtp.Part) bool { return p.ContentType == "text/plain" })
+	mustContain(t, string(text.Body), "Your images are ready")
+	links := signedLinks(string(text.Body))
 	is.Equal(len(links), 3)
 	for i, w := range want {
 		verifyLink(t, e.links, job, w.name, links[i])
-		mustContain(t, string(html.body), `href="`+strings.ReplaceAll(links[i], "&", "&amp;")+`"`)
+		mustContain(t, string(html.Body), `href="`+strings.ReplaceAll(links[i], "&", "&amp;")+`"`)
 	}
-	mustContain(t, string(text.body), "card: 64 x 48 pixels, jpeg ("+itoa(len(card))+" bytes), attached")
-	mustContain(t, string(text.body), "avatar: 16 x 16 pixels, png ("+itoa(len(avatar))+" bytes), attached")
+	mustContain(t, string(text.Body), "card: 64 x 48 pixels, jpeg ("+itoa(len(card))+" bytes), attached")
+	mustContain(t, string(text.Body), "avatar: 16 x 16 pixels, png ("+itoa(len(avatar))+" bytes), attached")
 }
 
 // The outputs are attached while the message stays under 10 MB, counting
@@ -153,19 +151,19 @@ func TestEmailStaysUnderTenMegabytes(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(outbox, "job-big-email.eml"))
 	is.NoErr(err)
 	is.True(len(raw) < 10_000_000) // what mail systems commonly take
-	_, parts := parseMessage(t, raw)
+	_, parts := testsmtp.Parse(t, raw)
 	images := imageParts(parts)
 	is.Equal(len(images), 2)
-	is.True(bytes.Equal(images[0].body, first))
-	is.Equal(images[0].disposition, "inline")
-	is.True(bytes.Equal(images[1].body, third)) // the small one still fits after the big one did not
-	is.Equal(images[1].disposition, "attachment")
+	is.True(bytes.Equal(images[0].Body, first))
+	is.Equal(images[0].Disposition, "inline")
+	is.True(bytes.Equal(images[1].Body, third)) // the small one still fits after the big one did not
+	is.Equal(images[1].Disposition, "attachment")
 
-	text, _ := findPart(parts, func(p part) bool { return p.contentType == "text/plain" })
-	links := signedLinks(string(text.body))
+	text, _ := findPart(parts, func(p testsmtp.Part) bool { return p.ContentType == "text/plain" })
+	links := signedLinks(string(text.Body))
 	is.Equal(len(links), 3)
 	verifyLink(t, e.links, job, "second", links[1])                                           // the one left out is a link away
-	mustContain(t, string(text.body), "second: 3000 x 2000 pixels, jpeg (3310000 bytes)\r\n") // and not attached
+	mustContain(t, string(text.Body), "second: 3000 x 2000 pixels, jpeg (3310000 bytes)\r\n") // and not attached
 }
 
 func random(t *testing.T, n int) []byte {
@@ -179,8 +177,7 @@ func random(t *testing.T, n int) []byte {
 
 func TestEmailOfAFailedJobSaysWhyAndWhatToTry(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink)})
+	sink, e := newMailEnv(t, nil, notifier.Config{})
 	job := e.failedJob("job-bad", mary, "", "too_many_pixels",
 		"the image is 64250x64250 pixels; the limit is 50000000 pixels")
 
@@ -188,15 +185,15 @@ func TestEmailOfAFailedJobSaysWhyAndWhatToTry(t *testing.T) {
 
 	got := sink.Received()
 	is.Equal(len(got), 1)
-	msg, parts := parseMessage(t, got[0].Data)
+	msg, parts := testsmtp.Parse(t, got[0].Data)
 	is.Equal(msg.Header.Get("Subject"), "Your thumbnail could not be made (too_many_pixels)")
 	for _, kind := range []string{"text/plain", "text/html"} {
-		p, ok := findPart(parts, func(p part) bool { return p.contentType == kind })
+		p, ok := findPart(parts, func(p testsmtp.Part) bool { return p.ContentType == kind })
 		is.True(ok)
-		mustContain(t, string(p.body), "too_many_pixels")
-		mustContain(t, string(p.body), "the image is 64250x64250 pixels; the limit is 50000000 pixels")
-		mustContain(t, string(p.body), "Scale it down")
-		mustContain(t, string(p.body), "GET https://thumbs.example.com/v1/thumbnails/job-bad") // absolute with a public URL
+		mustContain(t, string(p.Body), "too_many_pixels")
+		mustContain(t, string(p.Body), "the image is 64250x64250 pixels; the limit is 50000000 pixels")
+		mustContain(t, string(p.Body), "Scale it down")
+		mustContain(t, string(p.Body), "GET https://thumbs.example.com/v1/thumbnails/job-bad") // absolute with a public URL
 	}
 	is.Equal(len(imageParts(parts)), 0)
 	is.Equal(e.delivery(job.ID, jobs.ChannelEmail).Status, jobs.DeliveryDelivered)
@@ -212,22 +209,20 @@ func TestTheFailureEmailAdvisesExactlyTheAcceptedFormats(t *testing.T) {
 	is.NoErr(e.deliver(jobs.ChannelEmail, job.ID, 1))
 	raw, err := os.ReadFile(filepath.Join(outbox, "job-bmp-email.eml"))
 	is.NoErr(err)
-	_, parts := parseMessage(t, raw)
+	_, parts := testsmtp.Parse(t, raw)
 	for _, kind := range []string{"text/plain", "text/html"} {
-		p, ok := findPart(parts, func(p part) bool { return p.contentType == kind })
+		p, ok := findPart(parts, func(p testsmtp.Part) bool { return p.ContentType == kind })
 		is.True(ok)
-		mustContain(t, string(p.body), "Send an image in a format this service reads: JPEG and PNG.")
+		mustContain(t, string(p.Body), "Send an image in a format this service reads: JPEG and PNG.")
 		for _, other := range []string{"GIF", "WebP", "TIFF", "AVIF", "HEIC"} {
-			mustNotContain(t, string(p.body), other)
+			mustNotContain(t, string(p.Body), other)
 		}
 	}
 }
 
 func TestATemporarySMTPRefusalSchedulesTheNextAttempt(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
-	sink.SetReply(testsmtp.TempFailure)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink), EmailSchedule: schedule("1m,5m")})
+	sink, e := newMailEnv(t, testsmtp.TempFailure, notifier.Config{EmailSchedule: schedule("1m,5m")})
 	img := testJPEG(t, 8, 8)
 	job := e.succeededJob("job-451", mary, "", 8, 8, img)
 
@@ -259,9 +254,7 @@ func TestATemporarySMTPRefusalSchedulesTheNextAttempt(t *testing.T) {
 
 func TestAPermanentSMTPRefusalFailsTheDeliveryAtOnce(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
-	sink.SetReply(testsmtp.PermanentFailure)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink), EmailSchedule: schedule("10ms,10ms")})
+	sink, e := newMailEnv(t, testsmtp.PermanentFailure, notifier.Config{EmailSchedule: schedule("10ms,10ms")})
 	job := e.failedJob("job-550", mary, "", "timeout", "took too long")
 
 	err := e.deliver(jobs.ChannelEmail, job.ID, 1)
@@ -285,9 +278,7 @@ func TestAPermanentSMTPRefusalFailsTheDeliveryAtOnce(t *testing.T) {
 
 func TestEmailRetriesEndWhenTheScheduleRunsOut(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
-	sink.SetReply(testsmtp.TempFailure)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink), EmailSchedule: schedule("10ms")})
+	_, e := newMailEnv(t, testsmtp.TempFailure, notifier.Config{EmailSchedule: schedule("10ms")})
 	job := e.failedJob("job-busy", mary, "", "timeout", "took too long")
 
 	is.NoErr(e.deliver(jobs.ChannelEmail, job.ID, 1))
@@ -339,11 +330,11 @@ func TestWithoutSMTPTheEmailIsWrittenToTheOutbox(t *testing.T) {
 	is.Equal(entries[0].Name(), "job-outbox-email.eml")
 	raw, err := os.ReadFile(filepath.Join(dir, entries[0].Name()))
 	is.NoErr(err)
-	msg, parts := parseMessage(t, raw)
+	msg, parts := testsmtp.Parse(t, raw)
 	is.Equal(msg.Header.Get("To"), "<"+mary+">")
-	inline, ok := findPart(parts, func(p part) bool { return p.disposition == "inline" })
+	inline, ok := findPart(parts, func(p testsmtp.Part) bool { return p.Disposition == "inline" })
 	is.True(ok)
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(inline.body))
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(inline.Body))
 	is.NoErr(err)
 	is.Equal([2]int{cfg.Width, cfg.Height}, [2]int{32, 20})
 
@@ -366,8 +357,7 @@ func TestNewRefusesAnOutboxItCannotMake(t *testing.T) {
 // with an encoded word never reaches the mail server.
 func TestNoMoreThanTheLimitOfEmailsGoToOneMailboxInAnHour(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink), EmailPerRecipientPerHour: 2})
+	sink, e := newMailEnv(t, nil, notifier.Config{EmailPerRecipientPerHour: 2})
 	send := func(id, addr string) error {
 		job := e.failedJob(id, addr, "", "timeout", "took too long")
 		return e.deliver(jobs.ChannelEmail, job.ID, 1)
@@ -445,8 +435,7 @@ func TestTheEmailCountIsPerJobAndPerHour(t *testing.T) {
 
 func TestNoFieldCanInjectAHeader(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink)})
+	sink, e := newMailEnv(t, nil, notifier.Config{})
 
 	// An address that slipped past the API's check is refused, not mailed.
 	bad := e.failedJob("job-inject-addr", mary+"\r\nBcc: victim@example.org", "", "timeout", "took too long")
@@ -473,28 +462,38 @@ func TestNoFieldCanInjectAHeader(t *testing.T) {
 	is.Equal(len(got), 2)
 	for _, m := range got {
 		is.Equal(m.To, []string{mary}) // no other recipient
-		msg, parts := parseMessage(t, m.Data)
+		msg, parts := testsmtp.Parse(t, m.Data)
 		is.Equal(msg.Header.Get("Bcc"), "")
 		is.Equal(msg.Header.Get("X-Injected"), "")
 		for _, p := range parts {
-			is.True(!strings.ContainsAny(p.filename, "\r\n\""))
+			is.True(!strings.ContainsAny(p.Filename, "\r\n\""))
 		}
 	}
-	msg, _ := parseMessage(t, got[0].Data)
+	msg, _ := testsmtp.Parse(t, got[0].Data)
 	subject := msg.Header.Get("Subject")
 	is.True(!strings.ContainsAny(subject, "\r\n"))
-	msg2, parts2 := parseMessage(t, got[1].Data)
+	msg2, parts2 := testsmtp.Parse(t, got[1].Data)
 	is.Equal(msg2.Header.Get("Message-Id"), "<thumbnail-imgfilenameevilexe@localhost>")
 	images := imageParts(parts2)
 	is.Equal(len(images), 1)
-	is.Equal(images[0].filename, "thumbnail-imgfilenameevilexe-xnameevil.jpg")
+	is.Equal(images[0].Filename, "thumbnail-imgfilenameevilexe-xnameevil.jpg")
+}
+
+// findPart is the first of parts that match accepts.
+func findPart(parts []testsmtp.Part, match func(testsmtp.Part) bool) (testsmtp.Part, bool) {
+	for _, p := range parts {
+		if match(p) {
+			return p, true
+		}
+	}
+	return testsmtp.Part{}, false
 }
 
 // imageParts are the parts that carry an image, in the message's order.
-func imageParts(parts []part) []part {
-	var out []part
+func imageParts(parts []testsmtp.Part) []testsmtp.Part {
+	var out []testsmtp.Part
 	for _, p := range parts {
-		if strings.HasPrefix(p.contentType, "image/") {
+		if strings.HasPrefix(p.ContentType, "image/") {
 			out = append(out, p)
 		}
 	}
@@ -517,7 +516,7 @@ func TestARedeliveredEmailIsANewMessage(t *testing.T) {
 	messageID := func() string {
 		raw, err := os.ReadFile(filepath.Join(dir, "job-again-email.eml"))
 		is.NoErr(err)
-		msg, _ := parseMessage(t, raw)
+		msg, _ := testsmtp.Parse(t, raw)
 		return msg.Header.Get("Message-Id")
 	}
 	is.NoErr(e.deliver(jobs.ChannelEmail, job.ID, 1))

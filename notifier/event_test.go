@@ -44,8 +44,7 @@ func TestTheCallbackBodyIsFrozenAtItsFirstAttempt(t *testing.T) {
 			cfg := notifier.Config{WebhookSecret: secret, CallbackSchedule: schedule("1m"), InlineMaxBytes: 1 << 20}
 			e := newEnvWith(t, r, world{blobs: blobs}, cfg)
 			blobs = e.blobs
-			rc := testapi.NewReceiver(t, secret)
-			rc.SetAnswer(answers(http.StatusServiceUnavailable, http.StatusNoContent))
+			rc := receiverAnswering(t, []int{http.StatusServiceUnavailable, http.StatusNoContent}, secret)
 			img := testJPEG(t, 16, 12)
 			job := e.end(jobSpec{id: "job-frozen", email: "mary@example.com", hook: rc.URL,
 				outputs: []output{{jobs.DefaultOutput, "jpeg", 16, 12, img}}})
@@ -218,8 +217,7 @@ func TestTheFirstAttemptMadeAsTheJobEndsReadsNothingBack(t *testing.T) {
 	blobs := &countingBlobs{Store: plain}
 	cfg := notifier.Config{WebhookSecret: secret, CallbackSchedule: schedule("1m"), InlineMaxBytes: 1 << 20}
 	e := newEnvWith(t, r, world{blobs: blobs}, cfg)
-	rc := testapi.NewReceiver(t, secret)
-	rc.SetAnswer(answers(http.StatusServiceUnavailable, http.StatusNoContent))
+	rc := receiverAnswering(t, []int{http.StatusServiceUnavailable, http.StatusNoContent}, secret)
 	img := testJPEG(t, 16, 12)
 	job := e.end(jobSpec{id: "job-first", hook: rc.URL, direct: []string{jobs.ChannelCallback},
 		outputs: []output{{jobs.DefaultOutput, "jpeg", 16, 12, img}}})

@@ -28,6 +28,7 @@ import (
 	"github.com/thumbnailed/thumbnailed/internal/testclock"
 	"github.com/thumbnailed/thumbnailed/internal/testlog"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
+	"github.com/thumbnailed/thumbnailed/internal/testsmtp"
 	"github.com/thumbnailed/thumbnailed/jobs"
 	"github.com/thumbnailed/thumbnailed/notifier"
 	"github.com/thumbnailed/thumbnailed/retry"
@@ -75,6 +76,16 @@ type env struct {
 func newEnv(t *testing.T, cfg notifier.Config) *env {
 	t.Helper()
 	return newEnvWith(t, testredis.New(t), world{}, cfg) // THUMBNAILED_TEST_REDIS_URL, or an in-process miniredis
+}
+
+// newMailEnv is newEnv mailing through a new SMTP sink, which answers each
+// recipient with reply (nil accepts them all).
+func newMailEnv(t *testing.T, reply func(rcpt string) error, cfg notifier.Config) (*testsmtp.Server, *env) {
+	t.Helper()
+	sink := testsmtp.New(t)
+	sink.SetReply(reply)
+	cfg.SMTP = smtpConfig(t, sink)
+	return sink, newEnv(t, cfg)
 }
 
 // world is what a test may choose of its env.
@@ -367,14 +378,17 @@ func gradient(w, h int) image.Image {
 	return img
 }
 
-// answers replies to the callbacks a testapi.Receiver gets with the given
-// statuses in turn; the last one repeats.
-func answers(statuses ...int) func(http.ResponseWriter, testapi.Callback) {
+// receiverAnswering is a testapi.Receiver (checking signatures with secrets,
+// if any) that answers the callbacks it gets with statuses in turn; the last
+// one repeats.
+func receiverAnswering(t *testing.T, statuses []int, secrets ...string) *testapi.Receiver {
+	rc := testapi.NewReceiver(t, secrets...)
 	var n atomic.Int64
-	return func(w http.ResponseWriter, _ testapi.Callback) {
+	rc.SetAnswer(func(w http.ResponseWriter, _ testapi.Callback) {
 		i := int(n.Add(1)) - 1
 		w.WriteHeader(statuses[min(i, len(statuses)-1)])
-	}
+	})
+	return rc
 }
 
 // verifyLink checks that link is the signed link of output name of job id,

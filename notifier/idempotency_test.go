@@ -27,9 +27,8 @@ func smtpConfig(t *testing.T, sink *testsmtp.Server) *notifier.SMTPServer {
 
 func TestADeliveredAttemptRunAgainSendsNothing(t *testing.T) {
 	is := is.New(t)
-	sink := testsmtp.New(t)
 	rc := testapi.NewReceiver(t)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink)})
+	sink, e := newMailEnv(t, nil, notifier.Config{})
 	job := e.failedJob("job-twice", mary, rc.URL, "timeout", "took too long")
 
 	is.NoErr(e.deliver(jobs.ChannelEmail, job.ID, 1))
@@ -67,8 +66,7 @@ func TestADeliveredAttemptRunAgainSendsNothing(t *testing.T) {
 // finished attempt sends nothing, writes nothing and schedules nothing more.
 func TestTheNextAttemptIsScheduledWithTheOutcome(t *testing.T) {
 	is := is.New(t)
-	rc := testapi.NewReceiver(t)
-	rc.SetAnswer(answers(http.StatusServiceUnavailable))
+	rc := receiverAnswering(t, []int{http.StatusServiceUnavailable})
 	e := newEnv(t, notifier.Config{CallbackSchedule: schedule("1h")})
 	job := e.failedJob("job-rerun", "", rc.URL, "timeout", "took too long")
 
@@ -147,9 +145,7 @@ func TestAnAttemptWhoseRunDiedIsInterruptedAndTheNextScheduled(t *testing.T) {
 func TestAnInterruptedLastAttemptFailsTheDelivery(t *testing.T) {
 	is := is.New(t)
 	ctx := context.Background()
-	sink := testsmtp.New(t)
-	sink.SetReply(testsmtp.TempFailure)
-	e := newEnv(t, notifier.Config{SMTP: smtpConfig(t, sink), EmailSchedule: schedule("1m")})
+	_, e := newMailEnv(t, testsmtp.TempFailure, notifier.Config{EmailSchedule: schedule("1m")})
 	job := e.failedJob("job-interrupted-last", mary, "", "timeout", "took too long")
 
 	is.NoErr(e.deliver(jobs.ChannelEmail, job.ID, 1)) // 451

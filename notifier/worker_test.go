@@ -31,8 +31,7 @@ func TestDeliveriesRunInAWorker(t *testing.T) {
 	is := is.New(t)
 	sink := testsmtp.New(t)
 	sink.SetReply(testsmtp.PermanentFailure)
-	rc := testapi.NewReceiver(t, secret)
-	rc.SetAnswer(answers(http.StatusServiceUnavailable, http.StatusOK))
+	rc := receiverAnswering(t, []int{http.StatusServiceUnavailable, http.StatusOK}, secret)
 
 	r := testredis.New(t)
 	e := newEnvWith(t, r, world{queue: worker.NewQueue(r.Namespace), lease: 3 * time.Second, realTime: true},

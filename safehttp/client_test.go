@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 )
 
 // The servers in these tests all listen on loopback. To tell "the internet"
@@ -63,38 +64,12 @@ func (r *stubResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAdd
 	return out, nil
 }
 
-// countingServer is a real HTTP server on addr ("127.0.0.1" or "127.0.0.2")
-// that counts the requests reaching it.
-type countingServer struct {
-	*httptest.Server
-	requests atomic.Int64
-}
-
-func newServer(t *testing.T, addr string, h http.HandlerFunc) *countingServer {
-	t.Helper()
-	s := &countingServer{}
-	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		h(w, r)
-	}))
-	l, err := net.Listen("tcp", addr+":0")
-	if err != nil {
-		t.Fatalf("listening on %s: %v", addr, err)
-	}
-	s.Listener.Close()
-	s.Listener = l
-	s.Start()
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *countingServer) port() string {
-	_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
-	return port
-}
-
 func serveBytes(body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }
+}
+
+func redirectTo(loc string, code int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, loc, code) }
 }
 
 func isForbidden(err error) bool {
@@ -106,17 +81,17 @@ func TestFetchOfANameThatResolvesToAForbiddenAddressMakesNoConnection(t *testing
 	for _, answer := range []string{"127.0.0.1", "10.0.0.5", "169.254.169.254", "::ffff:127.0.0.1", "8.8.8.8,127.0.0.1"} {
 		t.Run(answer, func(t *testing.T) {
 			is := is.New(t)
-			target := newServer(t, "127.0.0.1", serveBytes("secret"))
+			target := testnet.Serve(t, "127.0.0.1", serveBytes("secret"))
 			c := New(Options{Resolver: newStubResolver(map[string]string{"images.example.com": answer})})
 
-			_, err := c.Fetch(context.Background(), "http://images.example.com:"+target.port()+"/cat.jpg")
+			_, err := c.Fetch(context.Background(), "http://images.example.com:"+target.Port()+"/cat.jpg")
 
 			var fe *ForbiddenError
 			is.True(errors.As(err, &fe)) // refused with *ForbiddenError
 			is.Equal(fe.Host, "images.example.com")
 			is.True(fe.IP != nil)
 			is.True(strings.Contains(fe.Error(), `(of "images.example.com")`))
-			is.Equal(target.requests.Load(), int64(0)) // no request reached the server
+			is.Equal(target.Requests(), int64(0)) // no request reached the server
 		})
 	}
 }
@@ -124,45 +99,43 @@ func TestFetchOfANameThatResolvesToAForbiddenAddressMakesNoConnection(t *testing
 func TestFetchResolvesNamesThroughTheResolverAndDialsTheResolvedAddress(t *testing.T) {
 	is := is.New(t)
 	var gotHost, gotUA string
-	src := newServer(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
+	src := testnet.Serve(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
 		gotHost, gotUA = r.Host, r.UserAgent()
 		io.WriteString(w, "image bytes")
 	})
 	c := New(Options{publicNets: testPublicNets, Resolver: newStubResolver(map[string]string{"images.example.com": "127.0.0.2"})})
 
-	body, err := c.Fetch(context.Background(), "http://images.example.com:"+src.port()+"/cat.jpg")
+	body, err := c.Fetch(context.Background(), "http://images.example.com:"+src.Port()+"/cat.jpg")
 
 	is.NoErr(err)
 	is.Equal(string(body), "image bytes")
-	is.Equal(gotHost, "images.example.com:"+src.port()) // the name, not the IP, goes in Host
+	is.Equal(gotHost, "images.example.com:"+src.Port()) // the name, not the IP, goes in Host
 	is.Equal(gotUA, DefaultUserAgent)
 }
 
 func TestFetchRebindingNameIsCheckedOnEveryConnection(t *testing.T) {
 	is := is.New(t)
-	src := newServer(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
+	src := testnet.Serve(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close") // so the next fetch dials again
 		io.WriteString(w, "ok")
 	})
 	res := newStubResolver(nil)
 	res.answers["rebind.example.com"] = []string{"127.0.0.2", "127.0.0.1"}
 	c := New(Options{publicNets: testPublicNets, Resolver: res})
-	u := "http://rebind.example.com:" + src.port() + "/"
+	u := "http://rebind.example.com:" + src.Port() + "/"
 
 	_, err := c.Fetch(context.Background(), u)
 	is.NoErr(err) // first answer is public
 	_, err = c.Fetch(context.Background(), u)
 	is.True(isForbidden(err)) // second answer is loopback
-	is.Equal(src.requests.Load(), int64(1))
+	is.Equal(src.Requests(), int64(1))
 }
 
 func TestFetchRedirects(t *testing.T) {
 	t.Run("to a forbidden IP literal is refused before connecting", func(t *testing.T) {
 		is := is.New(t)
-		b := newServer(t, "127.0.0.1", serveBytes("secret"))
-		a := newServer(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, b.URL+"/admin", http.StatusFound)
-		})
+		b := testnet.Serve(t, "127.0.0.1", serveBytes("secret"))
+		a := testnet.Serve(t, "127.0.0.2", redirectTo(b.URL+"/admin", http.StatusFound))
 		c := New(Options{publicNets: testPublicNets})
 
 		_, err := c.Fetch(context.Background(), a.URL+"/cat.jpg")
@@ -170,16 +143,14 @@ func TestFetchRedirects(t *testing.T) {
 		is.True(isForbidden(err))
 		var ue *url.Error
 		is.True(errors.As(err, &ue)) // comes through url.Error
-		is.Equal(a.requests.Load(), int64(1))
-		is.Equal(b.requests.Load(), int64(0))
+		is.Equal(a.Requests(), int64(1))
+		is.Equal(b.Requests(), int64(0))
 	})
 
 	t.Run("to a name that resolves to a forbidden address is refused at dial time", func(t *testing.T) {
 		is := is.New(t)
-		b := newServer(t, "127.0.0.1", serveBytes("secret"))
-		a := newServer(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, "http://internal.example.com:"+b.port()+"/admin", http.StatusMovedPermanently)
-		})
+		b := testnet.Serve(t, "127.0.0.1", serveBytes("secret"))
+		a := testnet.Serve(t, "127.0.0.2", redirectTo("http://internal.example.com:"+b.Port()+"/admin", http.StatusMovedPermanently))
 		c := New(Options{publicNets: testPublicNets, Resolver: newStubResolver(map[string]string{"internal.example.com": "127.0.0.1"})})
 
 		_, err := c.Fetch(context.Background(), a.URL+"/cat.jpg")
@@ -188,13 +159,13 @@ func TestFetchRedirects(t *testing.T) {
 		is.True(errors.As(err, &fe))
 		is.Equal(fe.Host, "internal.example.com")
 		is.Equal(fe.IP.String(), "127.0.0.1")
-		is.Equal(b.requests.Load(), int64(0))
+		is.Equal(b.Requests(), int64(0))
 	})
 
 	t.Run("to a scheme other than http(s) is refused", func(t *testing.T) {
 		for _, loc := range []string{"ftp://example.com/cat.jpg", "file:///etc/passwd", "gopher://127.0.0.2:70/"} {
 			is := is.New(t)
-			a := newServer(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
+			a := testnet.Serve(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Location", loc)
 				w.WriteHeader(http.StatusFound)
 			})
@@ -207,9 +178,9 @@ func TestFetchRedirects(t *testing.T) {
 		}
 	})
 
-	chain := func(t *testing.T) *countingServer {
+	chain := func(t *testing.T) *testnet.Server {
 		// /hop/N redirects to /hop/N-1; /hop/0 is the image.
-		return newServer(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		return testnet.Serve(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
 			n, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/hop/"))
 			if n == 0 {
 				io.WriteString(w, "image")
@@ -225,7 +196,7 @@ func TestFetchRedirects(t *testing.T) {
 		body, err := New(Options{AllowPrivate: true}).Fetch(context.Background(), s.URL+"/hop/5")
 		is.NoErr(err)
 		is.Equal(string(body), "image")
-		is.Equal(s.requests.Load(), int64(6))
+		is.Equal(s.Requests(), int64(6))
 	})
 
 	t.Run("the sixth is refused", func(t *testing.T) {
@@ -233,7 +204,7 @@ func TestFetchRedirects(t *testing.T) {
 		s := chain(t)
 		_, err := New(Options{AllowPrivate: true}).Fetch(context.Background(), s.URL+"/hop/6")
 		is.True(errors.Is(err, ErrTooManyRedirects))
-		is.Equal(s.requests.Load(), int64(6))
+		is.Equal(s.Requests(), int64(6))
 	})
 
 	t.Run("MaxRedirects is honoured, negative means none", func(t *testing.T) {
@@ -283,7 +254,7 @@ func TestFetchBodyLimit(t *testing.T) {
 	t.Run("a streamed body is cut off just past the limit", func(t *testing.T) {
 		is := is.New(t)
 		written := make(chan int64, 1)
-		s := newServer(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		s := testnet.Serve(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
 			chunk := bytes.Repeat([]byte("x"), 32<<10)
 			var n int64
 			for n < 30<<20 { // 30 MB, no Content-Length
@@ -317,7 +288,7 @@ func TestFetchBodyLimit(t *testing.T) {
 
 	t.Run("a Content-Length above the limit is refused before reading", func(t *testing.T) {
 		is := is.New(t)
-		s := newServer(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		s := testnet.Serve(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", strconv.Itoa(2*limit))
 			w.Write(make([]byte, 2*limit))
 		})
@@ -333,7 +304,7 @@ func TestFetchBodyLimit(t *testing.T) {
 
 	t.Run("a body of exactly the limit is fine", func(t *testing.T) {
 		is := is.New(t)
-		s := newServer(t, "127.0.0.1", serveBytes(strings.Repeat("y", limit)))
+		s := testnet.Serve(t, "127.0.0.1", serveBytes(strings.Repeat("y", limit)))
 		body, err := New(Options{AllowPrivate: true, MaxBytes: limit}).Fetch(context.Background(), s.URL)
 		is.NoErr(err)
 		is.Equal(len(body), limit)
@@ -352,7 +323,7 @@ func TestReadAtMostStopsOneBytePastTheLimit(t *testing.T) {
 func TestFetchIntoReusesTheBufferItIsGiven(t *testing.T) {
 	is := is.New(t)
 	body := strings.Repeat("x", 50_000)
-	s := newServer(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+	s := testnet.Serve(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		io.WriteString(w, body)
 	})
@@ -394,7 +365,7 @@ func TestFetchTimeout(t *testing.T) {
 	for name, h := range map[string]http.HandlerFunc{"before the headers": hang, "in the middle of the body": hangMidBody} {
 		t.Run(name, func(t *testing.T) {
 			is := is.New(t)
-			s := newServer(t, "127.0.0.1", h)
+			s := testnet.Serve(t, "127.0.0.1", h)
 			c := New(Options{AllowPrivate: true, Timeout: timeout})
 
 			start := time.Now()
@@ -410,7 +381,7 @@ func TestFetchTimeout(t *testing.T) {
 
 	t.Run("the caller's deadline counts too, a cancellation does not", func(t *testing.T) {
 		is := is.New(t)
-		s := newServer(t, "127.0.0.1", hang)
+		s := testnet.Serve(t, "127.0.0.1", hang)
 		c := New(Options{AllowPrivate: true})
 
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -440,7 +411,7 @@ func TestFetchStatusErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			is := is.New(t)
-			s := newServer(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+			s := testnet.Serve(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
 				if tt.retryAfter != "" {
 					w.Header().Set("Retry-After", tt.retryAfter)
 				}
@@ -474,18 +445,18 @@ func TestFetchUnknownHostIsADNSNotFound(t *testing.T) {
 
 func TestFetchRefusesWhatCheckURLRefuses(t *testing.T) {
 	is := is.New(t)
-	target := newServer(t, "127.0.0.1", serveBytes("secret"))
+	target := testnet.Serve(t, "127.0.0.1", serveBytes("secret"))
 	c := New(Options{})
-	for _, u := range []string{target.URL, "http://localhost:" + target.port() + "/", "ftp://example.com/x", "http://0x7f000001:" + target.port() + "/"} {
+	for _, u := range []string{target.URL, "http://localhost:" + target.Port() + "/", "ftp://example.com/x", "http://0x7f000001:" + target.Port() + "/"} {
 		_, err := c.Fetch(context.Background(), u)
 		is.True(isForbidden(err)) // refused
 	}
-	is.Equal(target.requests.Load(), int64(0))
+	is.Equal(target.Requests(), int64(0))
 }
 
 func TestAllowPrivateReachesLoopback(t *testing.T) {
 	is := is.New(t)
-	s := newServer(t, "127.0.0.1", serveBytes("local image"))
+	s := testnet.Serve(t, "127.0.0.1", serveBytes("local image"))
 	c := New(Options{AllowPrivate: true})
 
 	body, err := c.Fetch(context.Background(), s.URL)
@@ -510,21 +481,21 @@ func TestDo(t *testing.T) {
 
 	t.Run("a POST to a forbidden address is refused", func(t *testing.T) {
 		is := is.New(t)
-		hook := newServer(t, "127.0.0.1", serveBytes("ok"))
+		hook := testnet.Serve(t, "127.0.0.1", serveBytes("ok"))
 		c := New(Options{Resolver: newStubResolver(map[string]string{"hooks.example.com": "127.0.0.1"})})
 
 		_, err := c.Do(post(t, hook.URL+"/hook"))
 		is.True(isForbidden(err))
-		_, err = c.Do(post(t, "http://hooks.example.com:"+hook.port()+"/hook"))
+		_, err = c.Do(post(t, "http://hooks.example.com:"+hook.Port()+"/hook"))
 		is.True(isForbidden(err)) // via DNS, at dial time
-		is.Equal(hook.requests.Load(), int64(0))
+		is.Equal(hook.Requests(), int64(0))
 	})
 
 	t.Run("a POST to an allowed address is delivered", func(t *testing.T) {
 		is := is.New(t)
 		var got string
 		var gotUA string
-		hook := newServer(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
+		hook := testnet.Serve(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
 			b, _ := io.ReadAll(r.Body)
 			got, gotUA = string(b), r.UserAgent()
 			w.WriteHeader(http.StatusNoContent)
@@ -541,17 +512,15 @@ func TestDo(t *testing.T) {
 
 	t.Run("redirects are not followed", func(t *testing.T) {
 		is := is.New(t)
-		elsewhere := newServer(t, "127.0.0.2", serveBytes("ok"))
-		hook := newServer(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, elsewhere.URL+"/other", http.StatusTemporaryRedirect)
-		})
+		elsewhere := testnet.Serve(t, "127.0.0.2", serveBytes("ok"))
+		hook := testnet.Serve(t, "127.0.0.2", redirectTo(elsewhere.URL+"/other", http.StatusTemporaryRedirect))
 		c := New(Options{publicNets: testPublicNets})
 
 		resp, err := c.Do(post(t, hook.URL+"/hook"))
 		is.NoErr(err)
 		defer resp.Body.Close()
 		is.Equal(resp.StatusCode, http.StatusTemporaryRedirect)
-		is.Equal(elsewhere.requests.Load(), int64(0))
+		is.Equal(elsewhere.Requests(), int64(0))
 	})
 }
 

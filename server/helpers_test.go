@@ -20,6 +20,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/labstack/echo/v4"
+	"github.com/matryer/is"
 
 	"github.com/thumbnailed/thumbnailed/blob"
 	"github.com/thumbnailed/thumbnailed/internal/testapi"
@@ -352,4 +353,32 @@ func header(kv ...string) http.Header {
 // answer must not leak the picture).
 func hasNoImage(body, image []byte) bool {
 	return !bytes.Contains(body, image[:min(len(image), 64)]) && !strings.Contains(string(body), "\xff\xd8\xff")
+}
+
+// noJobs checks that the API stored and queued nothing: no record, no
+// queue entry, and no upload left (one stored before its request was found
+// invalid is deleted beside the answer).
+func noJobs(t *testing.T, api *testAPI) {
+	t.Helper()
+	records, queued := api.redisKeys(t, "record:*"), api.queued(t)
+	if len(records) != 0 || len(queued) != 0 {
+		t.Fatalf("a refused request left %d job records and %d queued jobs", len(records), len(queued))
+	}
+	if !testapi.Eventually(5*time.Second, func() bool { return len(api.redisKeys(t, "blob:*")) == 0 }) {
+		t.Fatalf("a refused request left stored uploads: %v", api.redisKeys(t, "blob:*"))
+	}
+}
+
+// onlyField checks a 422 that names field, and field alone.
+func onlyField(t *testing.T, r testapi.Response, field string) {
+	t.Helper()
+	is := is.NewRelaxed(t)
+	is.Equal(r.Status, http.StatusUnprocessableEntity)
+	is.Equal(r.Header.Get("Content-Type"), "application/problem+json")
+	p := r.Problem(t)
+	is.Equal(p.Code, "validation_failed")
+	if len(p.Errors) != 1 || p.Errors[0].Field != field || p.Errors[0].Message == "" {
+		t.Errorf("want one error naming %s, got %+v", field, p.Errors)
+	}
+	is.True(strings.HasPrefix(p.Detail, field+": ")) // the detail names the field too
 }

@@ -3,16 +3,12 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/matryer/is"
 
-	"github.com/thumbnailed/thumbnailed/internal/testapi"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 )
 
 // The outbound address rule at submit (DESIGN.md, "Outbound address rule"):
@@ -111,17 +107,10 @@ var forbiddenURLs = map[string][]string{
 	},
 }
 
-// countingServer counts every request it is sent.
-func countingServer(t *testing.T) (port string, requests *atomic.Int64) {
-	t.Helper()
-	requests = &atomic.Int64{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		w.WriteHeader(http.StatusOK)
-	}))
-	t.Cleanup(srv.Close)
-	u, _ := url.Parse(srv.URL)
-	return u.Port(), requests
+// countingServer is a server on loopback that answers 200 and counts every
+// request it is sent.
+func countingServer(t *testing.T) *testnet.Server {
+	return testnet.Serve(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 }
 
 func withPort(raw, port string) string {
@@ -131,37 +120,10 @@ func withPort(raw, port string) string {
 	return fmt.Sprintf(raw, port)
 }
 
-// noJobs checks that the API stored and queued nothing: no record, no
-// queue entry, and no upload left (one stored before its request was found
-// invalid is deleted beside the answer).
-func noJobs(t *testing.T, api *testAPI) {
-	t.Helper()
-	records, queued := api.redisKeys(t, "record:*"), api.queued(t)
-	if len(records) != 0 || len(queued) != 0 {
-		t.Fatalf("a refused request left %d job records and %d queued jobs", len(records), len(queued))
-	}
-	if !testapi.Eventually(5*time.Second, func() bool { return len(api.redisKeys(t, "blob:*")) == 0 }) {
-		t.Fatalf("a refused request left stored uploads: %v", api.redisKeys(t, "blob:*"))
-	}
-}
-
-// onlyField checks a 422 that names field, and field alone.
-func onlyField(t *testing.T, r testapi.Response, field string) {
-	t.Helper()
-	is := is.NewRelaxed(t)
-	is.Equal(r.Status, http.StatusUnprocessableEntity)
-	is.Equal(r.Header.Get("Content-Type"), "application/problem+json")
-	p := r.Problem(t)
-	is.Equal(p.Code, "validation_failed")
-	if len(p.Errors) != 1 || p.Errors[0].Field != field || p.Errors[0].Message == "" {
-		t.Errorf("want one error naming %s, got %+v", field, p.Errors)
-	}
-	is.True(strings.HasPrefix(p.Detail, field+": ")) // the detail names the field too
-}
-
 func TestSSRFForbiddenSourceAndCallbackURLsAreRefusedAtSubmit(t *testing.T) {
 	api := newTestAPI(t, Config{AllowPrivateNetworks: false})
-	port, requests := countingServer(t)
+	target := countingServer(t)
+	port := target.Port()
 	image := tinyJPEG(t)
 
 	n, total := 0, 0
@@ -185,9 +147,9 @@ func TestSSRFForbiddenSourceAndCallbackURLsAreRefusedAtSubmit(t *testing.T) {
 		}
 	}
 	is := is.New(t)
-	is.Equal(n, total)                  // every spelling was tried
-	is.Equal(requests.Load(), int64(0)) // and none reached the server
-	noJobs(t, api)                      // nor was stored or queued
+	is.Equal(n, total)                    // every spelling was tried
+	is.Equal(target.Requests(), int64(0)) // and none reached the server
+	noJobs(t, api)                        // nor was stored or queued
 }
 
 func TestSSRFPublicURLsPassTheSubmitCheck(t *testing.T) {
@@ -209,11 +171,12 @@ func TestSSRFAllowPrivateNetworksStillRefusesOtherSchemes(t *testing.T) {
 	// THUMBNAILED_ALLOW_PRIVATE_NETWORKS=true lifts the address rule only.
 	is := is.New(t)
 	api := newTestAPI(t, Config{AllowPrivateNetworks: true})
-	port, requests := countingServer(t)
+	target := countingServer(t)
+	port := target.Port()
 	for _, u := range forbiddenURLs["scheme"] {
 		onlyField(t, api.Submit(t, map[string]any{"url": withPort(u, port), "width": 64}, nil), "url")
 	}
 	r := api.Submit(t, map[string]any{"url": "http://127.0.0.1:" + port + "/cat.jpg", "width": 64}, nil)
 	is.Equal(r.Status, http.StatusAccepted) // loopback is allowed in this mode
-	is.Equal(requests.Load(), int64(0))     // and the API itself never fetches
+	is.Equal(target.Requests(), int64(0))   // and the API itself never fetches
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/matryer/is"
 
-	"github.com/thumbnailed/thumbnailed/blob"
 	"github.com/thumbnailed/thumbnailed/internal/testapi"
 	"github.com/thumbnailed/thumbnailed/jobs"
 )
@@ -226,28 +224,44 @@ func TestUploadsAreRefusedAtSubmitWhenTheBytesAlreadyTell(t *testing.T) {
 	is.Equal(r.Job(t).Request.Source, "upload")
 }
 
+// keyedUpload makes a test API and submits to it a first upload under the
+// Idempotency-Key key, which must be accepted. It returns the API, the job,
+// and a submit of the same image under the same key with fields (width 40
+// when nil).
+func keyedUpload(t *testing.T, key string) (*testAPI, testapi.Job, func(fields map[string]string) testapi.Response) {
+	t.Helper()
+	api := newTestAPI(t, Config{})
+	h := header("Idempotency-Key", key)
+	img := tinyJPEG(t)
+	submit := func(fields map[string]string) testapi.Response {
+		if fields == nil {
+			fields = map[string]string{"width": "40"}
+		}
+		return api.Upload(t, img, fields, h)
+	}
+	first := submit(nil)
+	if first.Status != http.StatusAccepted {
+		t.Fatalf("the first submit under %s: %d, want 202: %s", key, first.Status, first.Body)
+	}
+	return api, first.Job(t), submit
+}
+
 func TestIdempotencyKey(t *testing.T) {
 	// Moved from cmd/thumbnailed.
 	is := is.New(t)
-	api := newTestAPI(t, Config{})
-	h := header("Idempotency-Key", "order-42")
-	img := tinyJPEG(t)
+	api, a, submit := keyedUpload(t, "order-42")
 
-	first := api.Upload(t, img, map[string]string{"width": "40"}, h)
-	is.Equal(first.Status, http.StatusAccepted)
-	a := first.Job(t)
-
-	again := api.Upload(t, img, map[string]string{"width": "40"}, h)
+	again := submit(nil)
 	is.Equal(again.Status, http.StatusOK) // the same request: the first job
 	is.Equal(again.Job(t).ID, a.ID)
 	is.Equal(again.Header.Get("Location"), "/v1/thumbnails/"+a.ID)
 
-	other := api.Upload(t, img, map[string]string{"width": "41"}, h)
+	other := submit(map[string]string{"width": "41"})
 	is.Equal(other.Status, http.StatusUnprocessableEntity) // the same key, another request
 	is.Equal(other.Problem(t).Code, "idempotency_key_reused")
 
 	// Another client's key of the same name is its own.
-	r := api.From("127.0.0.9").Upload(t, img, map[string]string{"width": "40"}, h)
+	r := api.From("127.0.0.9").Upload(t, tinyJPEG(t), map[string]string{"width": "40"}, header("Idempotency-Key", "order-42"))
 	is.Equal(r.Status, http.StatusAccepted)
 	is.True(r.Job(t).ID != a.ID)
 
@@ -260,30 +274,24 @@ func TestARepeatedSubmitDeletesItsOwnStoredUpload(t *testing.T) {
 	// are deleted at once; only the first job's upload stays. So is an
 	// upload whose request turns out invalid after it was stored.
 	is := is.New(t)
-	api := newTestAPI(t, Config{})
-	h := header("Idempotency-Key", "order-43")
-	img := tinyJPEG(t)
-
-	first := api.Upload(t, img, map[string]string{"width": "40"}, h)
-	is.Equal(first.Status, http.StatusAccepted)
-	id := first.Job(t).ID
+	api, first, submit := keyedUpload(t, "order-43")
+	id := first.ID
 	stored, err := api.blobs.Get(context.Background(), id, jobs.UploadBlob)
 	is.NoErr(err)
-	is.Equal(stored, img) // the first upload is kept, whole
+	is.Equal(stored, tinyJPEG(t)) // the first upload is kept, whole
 
 	for range 3 {
-		r := api.Upload(t, img, map[string]string{"width": "40"}, h)
+		r := submit(nil)
 		is.Equal(r.Status, http.StatusOK)
 		is.Equal(r.Job(t).ID, id)
 	}
-	r := api.Upload(t, img, map[string]string{"width": "40", "fit": "squash"}, nil) // stored, then found invalid
+	r := api.Upload(t, tinyJPEG(t), map[string]string{"width": "40", "fit": "squash"}, nil) // stored, then found invalid
 	is.Equal(r.Status, http.StatusUnprocessableEntity)
 
 	only := []string{api.ns + ":blob:" + id}
 	is.True(testapi.Eventually(5*time.Second, func() bool { return slices.Equal(api.redisKeys(t, "blob:*"), only) })) // the first job's upload alone
 	_, err = api.blobs.Get(context.Background(), id, jobs.UploadBlob)
-	is.NoErr(err)
-	is.True(!errors.Is(err, blob.ErrNotFound))
+	is.NoErr(err) // still there, not deleted
 	is.Equal(len(api.redisKeys(t, "record:*")), 1)
 }
 

@@ -113,8 +113,7 @@ func TestVersionCommand(t *testing.T) {
 	is.True(strings.Contains(errOut, `unknown role "versoin"`))
 
 	// A running process logs the same line as it starts.
-	r := startRedis(t)
-	api := startProcess(t, "api", "api", serviceEnv(t, r, namespace()))
+	api := startProcess(t, "api", "api", newEnv(t))
 	started := ""
 	for _, l := range api.Lines() {
 		if l.str("msg") == "starting" {
@@ -192,10 +191,7 @@ func TestWrongMethodsAnswer405ThroughTheBinary(t *testing.T) {
 	is.Equal(routes["/v1/thumbnails/:id/deliveries/:channel/redeliver"].methods, []string{"POST"}) // a redelivery
 	is.Equal(routes["/healthz"].fn, "addOpsRoutes")
 
-	r := startRedis(t)
-	env := serviceEnv(t, r, namespace())
-	env["THUMBNAILED_API_KEYS"] = apiKey
-	svc := startProcess(t, "all", "all", env)
+	env, svc, _ := startKeyed(t, "all")
 	w := startProcess(t, "worker", "worker", env)
 
 	params := strings.NewReplacer(":id", "aaaaaaaaaaaaaaaaaaaaaaaaaa", ":name", "default", ":channel", "callback", "*", "app.js")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,13 +35,9 @@ const (
 func TestWebhookSecretRotation(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	r := startRedis(t)
 	key := newKey("acme")
 	oldSecret, newSecret := newSecret(), newSecret()
-	file := filepath.Join(t.TempDir(), "keys.json")
-	writeKeysFile(t, file, []keyEntry{{Name: "acme", KeySHA256: digest(key), WebhookSecrets: []string{newSecret, oldSecret}}})
-	env := serviceEnv(t, r, namespace())
-	env["THUMBNAILED_API_KEYS_FILE"] = file
+	file, env := keysFileEnv(t, []keyEntry{{Name: "acme", KeySHA256: digest(key), WebhookSecrets: []string{newSecret, oldSecret}}})
 	// Receivers that answer 401 to what they cannot verify, as real ones do.
 	onlyOld := testapi.NewReceiver(t, oldSecret)
 	onlyOld.SetAnswer(testapi.Verified)
@@ -120,13 +115,9 @@ func TestWebhookSecretRotation(t *testing.T) {
 func TestKeysReloadOnSIGHUPWhileRequestsFlow(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	r := startRedis(t)
 	keyA, keyB := newKey("a"), newKey("b")
-	file := filepath.Join(t.TempDir(), "keys.json")
 	onlyA := []keyEntry{{Name: "alpha", Key: keyA}}
-	writeKeysFile(t, file, onlyA)
-	env := serviceEnv(t, r, namespace())
-	env["THUMBNAILED_API_KEYS_FILE"] = file
+	file, env := keysFileEnv(t, onlyA)
 	api := startProcess(t, "api", "api", env) // no worker: the jobs stay queued
 	a, b := api.API().WithKey(keyA), api.API().WithKey(keyB)
 	source := "http://127.0.0.1:9/never-fetched.jpg"
@@ -245,14 +236,9 @@ func TestKeysReloadOnSIGHUPWhileRequestsFlow(t *testing.T) {
 func TestKeysFileEmptiedOnSIGHUPKeepsTheAPIClosed(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	r := startRedis(t)
 	key := newKey("only")
-	file := filepath.Join(t.TempDir(), "keys.json")
-	writeKeysFile(t, file, []keyEntry{{Name: "only", Key: key}})
 	mail := testsmtp.New(t)
-	env := serviceEnv(t, r, namespace())
-	env["THUMBNAILED_API_KEYS_FILE"] = file
-	env["THUMBNAILED_SMTP_URL"] = mail.URL()
+	file, env := keysFileEnv(t, []keyEntry{{Name: "only", Key: key}}, "THUMBNAILED_SMTP_URL", mail.URL())
 	api := startProcess(t, "api", "api", env)
 	anonymous := api.API()
 	emailJob := map[string]any{"url": "http://127.0.0.1:9/x.jpg", "width": 16, "email": recipient}

@@ -128,6 +128,15 @@ func writeKeysFile(t *testing.T, path string, content any) {
 	}
 }
 
+// keysFileEnv writes content to a new API keys file and returns the file
+// and the environment of a service that reads it (newEnv with extra).
+func keysFileEnv(t *testing.T, content any, extra ...string) (string, map[string]string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "keys.json")
+	writeKeysFile(t, file, content)
+	return file, newEnv(t, append([]string{"THUMBNAILED_API_KEYS_FILE", file}, extra...)...)
+}
+
 // count is how many records of the process have msg.
 func (p *process) count(msg string) int {
 	n := 0

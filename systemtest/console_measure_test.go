@@ -22,15 +22,15 @@ import (
 // The measurements of issue 15 ("Measure"), figures in BENCHMARKS.md
 // "Client console: events". They log figures and assert only generous
 // bounds. By default they run small (a few jobs, 50 streams, a few seconds
-// idle) so that the code keeps working; with THUMBNAILED_MEASURE=1 they
+// idle) so that the code keeps working; with THUMBNAILED_TEST_MEASURE=1 they
 // run at the issue's size (50 jobs each way; 1,000 streams, 30 s idle):
 //
-//	THUMBNAILED_MEASURE=1 go test -count=1 -v -run 'TestMeasure' -timeout 20m ./systemtest/
+//	THUMBNAILED_TEST_MEASURE=1 go test -count=1 -v -run 'TestMeasure' -timeout 20m ./systemtest/
 //
 // They are not parallel, so the package's other tests do not run beside them.
 
 // measuring reports whether the heavy measurements were asked for.
-func measuring() bool { return os.Getenv("THUMBNAILED_MEASURE") == "1" }
+func measuring() bool { return os.Getenv("THUMBNAILED_TEST_MEASURE") == "1" }
 
 // Events latency at light load: one job at a time (a real 2.5 MP photo,
 // uploaded), submit -> the first processing and -> the succeeded status as
@@ -43,13 +43,8 @@ func TestMeasureEventLatency(t *testing.T) {
 	if measuring() {
 		jobsEach = 50
 	}
-	r := startRedis(t)
-	env := serviceEnv(t, r, namespace())
-	env["THUMBNAILED_API_KEYS"] = apiKey
-	env["THUMBNAILED_LOG_LEVEL"] = "warn"
-	api := startProcess(t, "api", "api", env)
+	env, _, client := startKeyed(t, "api", "THUMBNAILED_LOG_LEVEL", "warn")
 	startProcess(t, "worker", "worker", env, "THUMBNAILED_WORKER_CONCURRENCY", "1")
-	client := api.API().WithKey(apiKey)
 	photo := readTestdata(t, "Storm.jpg")
 	logLoad(t, "before")
 	defer logLoad(t, "after")
@@ -107,13 +102,8 @@ func (ls *latencies) add(l latency) {
 // once. A state the first event already shows counts as learned then.
 func byEvents(t *testing.T, client *testapi.Client, image []byte, fields map[string]string) latency {
 	t.Helper()
-	start := time.Now()
-	resp := client.Upload(t, image, fields, nil)
-	if resp.Status != http.StatusAccepted {
-		t.Fatalf("submit: %d %s", resp.Status, resp.Body)
-	}
-	l := latency{accepted: time.Since(start)}
-	s, open := client.Events(t, resp.Job(t).ID, nil)
+	id, start, l := submitTimed(t, client, image, fields)
+	s, open := client.Events(t, id, nil)
 	if open.Status != http.StatusOK {
 		t.Fatalf("events: %d %s", open.Status, open.Body)
 	}
@@ -123,22 +113,11 @@ func byEvents(t *testing.T, client *testapi.Client, image []byte, fields map[str
 		if ev.Event != "status" {
 			continue
 		}
-		at := time.Since(start)
-		switch testapi.Status(ev) {
-		case "processing":
-			l.sawProcessing = true
-			if l.processing == 0 {
-				l.processing = at
-			}
-		case "succeeded":
-			if l.processing == 0 {
-				l.processing = at
-				l.late = !l.sawProcessing && first
-			}
-			l.succeeded = at
-			return l
-		case "failed":
+		if testapi.Status(ev) == "failed" {
 			t.Fatalf("job failed: %s", ev.Data)
+		}
+		if l.learn(testapi.Status(ev), time.Since(start), first) {
+			return l
 		}
 	}
 }
@@ -146,13 +125,7 @@ func byEvents(t *testing.T, client *testapi.Client, image []byte, fields map[str
 // byPolling submits a job and polls GET every interval until it succeeded.
 func byPolling(t *testing.T, client *testapi.Client, image []byte, fields map[string]string, interval time.Duration) latency {
 	t.Helper()
-	start := time.Now()
-	resp := client.Upload(t, image, fields, nil)
-	if resp.Status != http.StatusAccepted {
-		t.Fatalf("submit: %d %s", resp.Status, resp.Body)
-	}
-	l := latency{accepted: time.Since(start)}
-	id := resp.Job(t).ID
+	id, start, l := submitTimed(t, client, image, fields)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	first := true
@@ -161,27 +134,51 @@ func byPolling(t *testing.T, client *testapi.Client, image []byte, fields map[st
 		if code != http.StatusOK {
 			t.Fatalf("GET %s: %d", id, code)
 		}
-		at := time.Since(start)
-		switch job.Status {
-		case "processing":
-			l.sawProcessing = true
-			if l.processing == 0 {
-				l.processing = at
-			}
-		case "succeeded":
-			if l.processing == 0 {
-				l.processing = at
-				l.late = first
-			}
-			l.succeeded = at
-			return l
-		case "failed":
+		if job.Status == "failed" {
 			t.Fatalf("job failed: %+v", job.Error)
+		}
+		if l.learn(job.Status, time.Since(start), first) {
+			return l
 		}
 		first = false
 	}
 	t.Fatalf("job %s did not succeed within 30s", id)
 	return l
+}
+
+// submitTimed uploads a job for byEvents or byPolling: its id, when the
+// submit began, and its latency so far (the 202).
+func submitTimed(t *testing.T, client *testapi.Client, image []byte, fields map[string]string) (string, time.Time, latency) {
+	t.Helper()
+	start := time.Now()
+	resp := client.Upload(t, image, fields, nil)
+	if resp.Status != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", resp.Status, resp.Body)
+	}
+	l := latency{accepted: time.Since(start)}
+	return resp.Job(t).ID, start, l
+}
+
+// learn records that the client saw status at (from the submit), on its
+// first look at the job or a later one, and reports whether the job has
+// succeeded. A job seen succeeded before it was seen processing counts as
+// learned processing then too, and late if that was the first look.
+func (l *latency) learn(status string, at time.Duration, first bool) bool {
+	switch status {
+	case "processing":
+		l.sawProcessing = true
+		if l.processing == 0 {
+			l.processing = at
+		}
+	case "succeeded":
+		if l.processing == 0 {
+			l.processing = at
+			l.late = !l.sawProcessing && first
+		}
+		l.succeeded = at
+		return true
+	}
+	return false
 }
 
 // 1,000 open event streams on one api process (100 API keys x 10 streams,
@@ -197,14 +194,11 @@ func TestMeasureOpenStreams(t *testing.T) {
 		keys, idle, probes = 100, 30*time.Second, 10
 	}
 	const perKey = 10 // server.MaxStreamsPerClient
-	r := startRedis(t)
-	env := serviceEnv(t, r, namespace())
 	var all []string
 	for i := range keys + 1 { // the last key is the probe's
 		all = append(all, fmt.Sprintf("st-measure-%03d-%s", i, randText(12)))
 	}
-	env["THUMBNAILED_API_KEYS"] = strings.Join(all, ",")
-	env["THUMBNAILED_LOG_LEVEL"] = "warn"
+	env := newEnv(t, "THUMBNAILED_API_KEYS", strings.Join(all, ","), "THUMBNAILED_LOG_LEVEL", "warn")
 	rcv := testapi.NewReceiver(t, webhookSecret)
 	rcv.SetAnswer(func(w http.ResponseWriter, _ testapi.Callback) {
 		w.Header().Set("Retry-After", "86400")

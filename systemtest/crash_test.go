@@ -67,9 +67,7 @@ func (o outcome) String() string {
 // an answer is counted, logged and retried after its Retry-After.
 func TestAPICrashKeepsEveryPromise(t *testing.T) {
 	is := is.New(t)
-	r := startRedis(t)
-	ns := namespace()
-	env := serviceEnv(t, r, ns)
+	r, ns, env := redisEnv(t)
 	// The TTL is short, so the blobs go soon, yet longer than a round's
 	// jobs wait in the queue: a record expires its TTL after it was created
 	// while its job has not ended.

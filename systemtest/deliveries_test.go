@@ -15,10 +15,6 @@ import (
 	"github.com/thumbnailed/thumbnailed/internal/testsmtp"
 )
 
-// apiKey is the key of the delivery tests' service: a signed link must
-// open without it.
-const apiKey = "systemtest-api-key-0123456789"
-
 // recipient is where the delivery tests' emails go.
 const recipient = "reader@example.com"
 
@@ -32,11 +28,7 @@ const recipient = "reader@example.com"
 func TestCallbackFailedDuringRedisOutageIsRetried(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	r := startRedis(t)
-	ns := namespace()
-	env := serviceEnv(t, r, ns)
-	env["THUMBNAILED_CALLBACK_RETRY_SCHEDULE"] = "1s,1s,1s,1s"
-	env["THUMBNAILED_STALE_AFTER"] = "2s"
+	r, ns, env := redisEnv(t, "THUMBNAILED_CALLBACK_RETRY_SCHEDULE", "1s,1s,1s,1s", "THUMBNAILED_STALE_AFTER", "2s")
 	rcv := testapi.NewReceiver(t, webhookSecret)
 	held, release := rcv.HoldNext(t, http.StatusServiceUnavailable)
 	svc := startProcess(t, "all", "all", env)
@@ -205,7 +197,7 @@ func eachChannel(t *testing.T, story func(t *testing.T, channel string, env map[
 	for _, channel := range []string{"callback", "email"} {
 		t.Run(channel, func(t *testing.T) {
 			t.Parallel()
-			env := serviceEnv(t, startRedis(t), namespace())
+			env := newEnv(t)
 			apiAddr := testnet.FreeAddr(t)
 			env["THUMBNAILED_API_KEYS"] = apiKey
 			env["THUMBNAILED_PUBLIC_URL"] = "http://" + apiAddr

@@ -26,8 +26,8 @@ func readyz(p *process) int {
 func TestReadinessFollowsRedis(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	r := startRedis(t)
-	api := startProcess(t, "api", "api", serviceEnv(t, r, namespace()))
+	r, _, env := redisEnv(t)
+	api := startProcess(t, "api", "api", env)
 
 	is.Equal(readyz(api), http.StatusOK) // ready with Redis up
 
@@ -60,8 +60,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 func TestWorkerServesOnlyOps(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	r := startRedis(t)
-	env := serviceEnv(t, r, namespace())
+	env := newEnv(t)
 	api := startProcess(t, "api", "api", env)
 	w := startProcess(t, "worker", "worker", env)
 

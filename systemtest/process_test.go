@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,10 @@ import (
 
 // webhookSecret signs every callback in these tests; the receiver verifies it.
 const webhookSecret = "whsec_c3lzdGVtdGVzdC1zZWNyZXQtMzItYnl0ZXMhISE="
+
+// apiKey is the key of a test's service when it needs one (startKeyed,
+// the delivery tests): a signed link must open without it.
+const apiKey = "systemtest-api-key-0123456789"
 
 // linkSecret signs the image links; every api and worker process of a
 // test shares it, so a link a worker put in a callback opens at the api.
@@ -177,18 +182,52 @@ func serviceEnv(t *testing.T, r *redisServer, ns string) map[string]string {
 	}
 }
 
+// newEnv starts a Redis of the test's own and returns the environment of a
+// service on it (serviceEnv, in a fresh namespace) with extra, pairs of
+// names and values, set too.
+func newEnv(t *testing.T, extra ...string) map[string]string {
+	t.Helper()
+	_, _, env := redisEnv(t, extra...)
+	return env
+}
+
+// redisEnv is newEnv for a test that looks into its Redis or stops it: it
+// returns the Redis and the namespace as well.
+func redisEnv(t *testing.T, extra ...string) (*redisServer, string, map[string]string) {
+	t.Helper()
+	r, ns := startRedis(t), namespace()
+	return r, ns, setPairs(serviceEnv(t, r, ns), extra)
+}
+
+// startKeyed starts a service whose one API key is apiKey, on a Redis of
+// its own: a process in role ("api" or "all", and named so) with extra
+// (pairs of names and values) in its environment. It returns that
+// environment, for the service's other processes, the process, and a
+// client of its API with the key.
+func startKeyed(t *testing.T, role string, extra ...string) (map[string]string, *process, *testapi.Client) {
+	t.Helper()
+	env := newEnv(t, append([]string{"THUMBNAILED_API_KEYS", apiKey}, extra...)...)
+	p := startProcess(t, role, role, env)
+	return env, p, p.API().WithKey(apiKey)
+}
+
+// setPairs sets pairs of names and values (name, value, name, value, ...)
+// in env and returns it.
+func setPairs(env map[string]string, pairs []string) map[string]string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		env[pairs[i]] = pairs[i+1]
+	}
+	return env
+}
+
 // startProcess runs the binary in role with env (plus a fresh listen
 // address) and waits for /healthz. When the test ends a process still
 // running gets SIGTERM and must exit 0; its output is printed if the test failed.
 func startProcess(t *testing.T, name, role string, env map[string]string, extra ...string) *process {
 	t.Helper()
 	full := map[string]string{}
-	for k, v := range env {
-		full[k] = v
-	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		full[extra[i]] = extra[i+1]
-	}
+	maps.Copy(full, env)
+	setPairs(full, extra)
 	if full["THUMBNAILED_ADDR"] == "" {
 		full["THUMBNAILED_ADDR"] = testnet.FreeAddr(t)
 	}

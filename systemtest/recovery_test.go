@@ -32,6 +32,17 @@ func submitURL(t *testing.T, api *process, source string, rcv *testapi.Receiver,
 	return r.Job(t).ID
 }
 
+// submitSlow submits n url jobs like submitURL, each of a source of src
+// that takes jobTime, and returns their ids.
+func submitSlow(t *testing.T, api *process, src *sourceServer, jobTime time.Duration, n int, rcv *testapi.Receiver, width int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		ids = append(ids, submitURL(t, api, src.slow(jobTime, i), rcv, width))
+	}
+	return ids
+}
+
 // waitDelivered waits until every job of ids has ended with no delivery
 // pending: no attempt is running or due, so no callback can still come.
 func waitDelivered(t *testing.T, api *process, ids []string, timeout time.Duration) map[string]testapi.Job {
@@ -70,10 +81,7 @@ func expectEachOnce(t *testing.T, rcv *testapi.Receiver, ids []string) testapi.T
 // callback arrives exactly once.
 func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 	is := is.New(t)
-	r := startRedis(t)
-	env := serviceEnv(t, r, namespace())
-	env["THUMBNAILED_STALE_AFTER"] = "2s"
-	env["THUMBNAILED_WORKER_CONCURRENCY"] = "2"
+	r, ns, env := redisEnv(t, "THUMBNAILED_STALE_AFTER", "2s", "THUMBNAILED_WORKER_CONCURRENCY", "2")
 	rcv := testapi.NewReceiver(t, webhookSecret)
 	src := newSourceServer(t, readTestdata(t, "go-video-001.jpeg"))
 	api := startProcess(t, "api", "api", env)
@@ -82,10 +90,7 @@ func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 
 	const jobs = 10
 	const jobTime = 1500 * time.Millisecond
-	var ids []string
-	for i := range jobs {
-		ids = append(ids, submitURL(t, api, src.slow(jobTime, i), rcv, 48))
-	}
+	ids := submitSlow(t, api, src, jobTime, jobs, rcv, 48)
 
 	// Kill worker-1 once both workers are busy.
 	busy := testapi.Eventually(15*time.Second, func() bool {
@@ -106,7 +111,7 @@ func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 	for _, id := range ids {
 		j := all[id]
 		if j.Status != "succeeded" {
-			t.Errorf("job %s ended %q (error %+v); Redis holds:\n%s", id, j.Status, j.Error, describeJob(r, env["THUMBNAILED_NAMESPACE"], id))
+			t.Errorf("job %s ended %q (error %+v); Redis holds:\n%s", id, j.Status, j.Error, describeJob(r, ns, id))
 			continue
 		}
 		if slices.Contains(orphans, id) {
@@ -157,10 +162,7 @@ func TestKilledWorkerJobsAreRecovered(t *testing.T) {
 // lease and puts the job back to queued, out of the sweeper's sight.)
 func TestOrphanBehindBacklogRunsOnce(t *testing.T) {
 	is := is.New(t)
-	r := startRedis(t)
-	ns := namespace()
-	env := serviceEnv(t, r, ns)
-	env["THUMBNAILED_STALE_AFTER"] = "1s"
+	env := newEnv(t, "THUMBNAILED_STALE_AFTER", "1s")
 	rcv := testapi.NewReceiver(t, webhookSecret)
 	src := newSourceServer(t, readTestdata(t, "go-video-001.jpeg"))
 	api := startProcess(t, "api", "api", env)
@@ -168,10 +170,7 @@ func TestOrphanBehindBacklogRunsOnce(t *testing.T) {
 	w2 := startProcess(t, "worker-2", "worker", env, "THUMBNAILED_WORKER_CONCURRENCY", "4")
 
 	const jobTime = 1500 * time.Millisecond
-	var ids []string
-	for i := range 20 {
-		ids = append(ids, submitURL(t, api, src.slow(jobTime, i), rcv, 48))
-	}
+	ids := submitSlow(t, api, src, jobTime, 20, rcv, 48)
 	is.True(testapi.Eventually(15*time.Second, func() bool {
 		return len(w1.Running()) > 0 && len(w2.Running()) > 0
 	}))

@@ -24,21 +24,14 @@ func TestRedisRestartLosesNoJob(t *testing.T) {
 	for _, stop := range []string{"shutdown", "sigkill"} {
 		t.Run(stop, func(t *testing.T) {
 			is := is.New(t)
-			r := startRedis(t)
-			ns := namespace()
-			env := serviceEnv(t, r, ns)
-			env["THUMBNAILED_STALE_AFTER"] = "3s"
-			env["THUMBNAILED_WORKER_CONCURRENCY"] = "2"
+			r, ns, env := redisEnv(t, "THUMBNAILED_STALE_AFTER", "3s", "THUMBNAILED_WORKER_CONCURRENCY", "2")
 			rcv := testapi.NewReceiver(t, webhookSecret)
 			src := newSourceServer(t, readTestdata(t, "go-video-001.jpeg"))
 			svc := startProcess(t, "all", "all", env)
 
 			const n = 20
 			const jobTime = 400 * time.Millisecond
-			var ids []string
-			for i := range n {
-				ids = append(ids, submitURL(t, svc, src.slow(jobTime, i), rcv, 40))
-			}
+			ids := submitSlow(t, svc, src, jobTime, n, rcv, 40)
 			is.True(testapi.Eventually(15*time.Second, func() bool {
 				return len(svc.JobIDs("job succeeded")) >= 4
 			})) // a few jobs are done before Redis goes

@@ -30,9 +30,7 @@ func jobID(r testapi.Response) string {
 // each exactly once, and every callback arrives exactly once.
 func TestScaleOutRunsEachJobOnce(t *testing.T) {
 	is := is.New(t)
-	r := startRedis(t)
-	env := serviceEnv(t, r, namespace())
-	env["THUMBNAILED_WORKER_CONCURRENCY"] = "2"
+	env := newEnv(t, "THUMBNAILED_WORKER_CONCURRENCY", "2")
 	rcv := testapi.NewReceiver(t, webhookSecret)
 	api := startProcess(t, "api", "api", env)
 	workers := []*process{

@@ -19,8 +19,7 @@ import (
 // and exits 0 within THUMBNAILED_SHUTDOWN_TIMEOUT.
 func TestWorkerFinishesItsJobOnSIGTERM(t *testing.T) {
 	is := is.New(t)
-	r := startRedis(t)
-	env := serviceEnv(t, r, namespace())
+	env := newEnv(t)
 	rcv := testapi.NewReceiver(t, webhookSecret)
 	src := newSourceServer(t, readTestdata(t, "go-video-001.jpeg"))
 	api := startProcess(t, "api", "api", env)
@@ -68,9 +67,7 @@ func TestWorkerFinishesItsJobOnSIGTERM(t *testing.T) {
 // flight answers it (202), refuses new connections, and exits 0.
 func TestAPIFinishesInFlightRequestOnSIGTERM(t *testing.T) {
 	is := is.New(t)
-	r := startRedis(t)
-	ns := namespace()
-	env := serviceEnv(t, r, ns)
+	r, ns, env := redisEnv(t)
 	api := startProcess(t, "api", "api", env)
 
 	body, contentType := testapi.Multipart(readTestdata(t, "Storm.jpg"), map[string]string{"width": "64"})

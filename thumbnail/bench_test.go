@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/nfnt/resize"
+
+	"github.com/thumbnailed/thumbnailed/thumbnail/internal/testcorpus"
 )
 
 // BenchmarkMake makes the house thumbnail (256 px contain, JPEG q80) of every corpus
 // photo. Record with: go test -run '^$' -bench . -benchtime 5x ./thumbnail/
 func BenchmarkMake(b *testing.B) {
-	eachPhoto(b, func(b *testing.B, _ manifestRow, src []byte) {
+	eachPhoto(b, func(b *testing.B, _ testcorpus.Row, src []byte) {
 		b.SetBytes(int64(len(src)))
 		for b.Loop() {
 			if _, err := Make(context.Background(), src, Spec{Width: 256, Height: 256, Quality: 80}); err != nil {
@@ -26,8 +28,8 @@ func BenchmarkMake(b *testing.B) {
 }
 
 // eachPhoto runs bench as a sub-benchmark for every corpus photo.
-func eachPhoto(b *testing.B, bench func(b *testing.B, row manifestRow, src []byte)) {
-	for _, row := range readManifest(b) {
+func eachPhoto(b *testing.B, bench func(b *testing.B, row testcorpus.Row, src []byte)) {
+	for _, row := range testcorpus.Read(b, "testdata") {
 		if row.Category != "photo" {
 			continue
 		}
@@ -43,7 +45,7 @@ func eachPhoto(b *testing.B, bench func(b *testing.B, row manifestRow, src []byt
 // whole image, encode), the baseline BenchmarkMake is measured against. The decode
 // alone is most of what remains of BenchmarkMake.
 func BenchmarkNaive(b *testing.B) {
-	eachPhoto(b, func(b *testing.B, row manifestRow, src []byte) {
+	eachPhoto(b, func(b *testing.B, row testcorpus.Row, src []byte) {
 		for b.Loop() {
 			img, err := jpeg.Decode(bytes.NewReader(src))
 			if err != nil {
@@ -64,7 +66,7 @@ func BenchmarkNaive(b *testing.B) {
 // BenchmarkDecodeOnly is the standard library's JPEG decode of each photo: the floor
 // for any pure-Go pipeline without DCT-domain scaling.
 func BenchmarkDecodeOnly(b *testing.B) {
-	eachPhoto(b, func(b *testing.B, _ manifestRow, src []byte) {
+	eachPhoto(b, func(b *testing.B, _ testcorpus.Row, src []byte) {
 		for b.Loop() {
 			if _, err := jpeg.Decode(bytes.NewReader(src)); err != nil {
 				b.Fatal(err)

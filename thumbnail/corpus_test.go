@@ -1,7 +1,6 @@
 package thumbnail
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,56 +10,18 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/matryer/is"
 	xwebp "golang.org/x/image/webp"
+
+	"github.com/thumbnailed/thumbnailed/thumbnail/internal/testcorpus"
 )
 
-// The corpus in testdata/ comes from shared/testdata/images with its MANIFEST.tsv:
-// one row per file saying what it is and what the service must do with it. The tests
-// here are driven by those rows, so a file added to the manifest is tested too.
-
-type manifestRow struct {
-	File     string // path under testdata/
-	Category string // photo, exif-orientation, png-conformance, format, hostile
-	Format   string // as described, e.g. "JPEG (progressive)"
-	Width    int    // 0 when the manifest has no size
-	Height   int
-	Expected string // e.g. "thumbnail (…)" or "reject: …"
-}
-
-func readManifest(t testing.TB) []manifestRow {
-	t.Helper()
-	f, err := os.Open("testdata/MANIFEST.tsv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows []manifestRow
-	scanner := bufio.NewScanner(f)
-	scanner.Scan() // the header line
-	for scanner.Scan() {
-		fields := strings.Split(scanner.Text(), "\t")
-		if len(fields) < 6 {
-			t.Fatalf("manifest line with %d fields: %q", len(fields), scanner.Text())
-		}
-		row := manifestRow{File: fields[0], Category: fields[1], Format: fields[2], Expected: fields[5]}
-		// "4224x3168", or "32x32 (header via exiftool; …)", or "undecodable".
-		size, _, _ := strings.Cut(fields[3], " ")
-		if w, h, ok := strings.Cut(size, "x"); ok {
-			row.Width, _ = strconv.Atoi(w)
-			row.Height, _ = strconv.Atoi(h)
-		}
-		rows = append(rows, row)
-	}
-	if err := scanner.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return rows
-}
+// The corpus in testdata/ comes from shared/testdata/images with its MANIFEST.tsv
+// (read by testcorpus): the tests here are driven by its rows, so a file added to the
+// manifest is tested too.
 
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
@@ -75,10 +36,10 @@ func readTestdata(t testing.TB, name string) []byte {
 // thumbnail, or an error code. The manifest words its expectations for any engine
 // ("thumbnail if TIFF accepted, else reject"); this reads them for Default, so the
 // pure-Go and the libvips builds pass the same table.
-func expectedCode(row manifestRow) string {
+func expectedCode(row testcorpus.Row) string {
 	accepted := Default.Accepts(manifestFormat(row))
 	switch {
-	case row.Category == "png-conformance" && strings.HasPrefix(row.Expected, "reject"):
+	case row.Category == "png-conformance" && row.Rejected():
 		return CodeCorruptImage // including a PNG whose signature was mangled
 	case !accepted:
 		return CodeUnsupportedFormat
@@ -94,7 +55,7 @@ func expectedCode(row manifestRow) string {
 
 // manifestFormat is the format a manifest row describes ("JPEG (progressive)",
 // "HEIF (brand 'mif1')"), or "" for anything no engine of ours decodes.
-func manifestFormat(row manifestRow) Format {
+func manifestFormat(row testcorpus.Row) Format {
 	for _, c := range []struct {
 		prefix string
 		format Format
@@ -113,7 +74,7 @@ func manifestFormat(row manifestRow) Format {
 // mayRecover reports whether the manifest also accepts a thumbnail from a lenient
 // decoder ("reject: truncated JPEG (or thumbnail of the partially decoded image…"),
 // or the default engine's decoder overlooks the row's one defect by design.
-func mayRecover(row manifestRow) bool {
+func mayRecover(row testcorpus.Row) bool {
 	return strings.Contains(row.Expected, "or thumbnail") || strings.Contains(row.Expected, "or partial thumbnail") ||
 		overlooked[Default.Name()][row.File]
 }
@@ -128,7 +89,7 @@ var overlooked = map[string]map[string]bool{
 }
 
 func TestCorpusEveryFileGetsTheManifestsAnswer(t *testing.T) {
-	rows := readManifest(t)
+	rows := testcorpus.Read(t, "testdata")
 	is.New(t).True(len(rows) > 150) // the whole corpus is there
 	for _, row := range rows {
 		if row.Category == "photo" {
@@ -212,7 +173,7 @@ func TestUnsupportedMessagesNameWhatTheFileIs(t *testing.T) {
 }
 
 func TestPhotos(t *testing.T) {
-	for _, row := range readManifest(t) {
+	for _, row := range testcorpus.Read(t, "testdata") {
 		if row.Category != "photo" {
 			continue
 		}

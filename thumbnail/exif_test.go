@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/thumbnail/internal/testcorpus"
 )
 
 // tiffWith builds EXIF TIFF data whose IFD0 holds an unrelated tag, then the
@@ -77,7 +79,7 @@ func TestJPEGOrientation(t *testing.T) {
 
 func TestOrientationOfCorpusFiles(t *testing.T) {
 	name := regexp.MustCompile(`_(\d)\.(jpg|webp)$`)
-	for _, row := range readManifest(t) {
+	for _, row := range testcorpus.Read(t, "testdata") {
 		m := name.FindStringSubmatch(row.File)
 		if row.Category != "exif-orientation" || m == nil {
 			continue

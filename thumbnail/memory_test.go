@@ -41,14 +41,14 @@ const setMemoryChildEnv = "THUMBNAILED_TEST_SET_MEMORY_CHILD"
 // nothing else has touched its memory; three rounds, the cases interleaved. It is a
 // measurement for BENCHMARKS.md rather than a test, so it runs only when asked:
 //
-//	THUMBNAILED_MEASURE_MEMORY=1 go test -count=1 -run '^TestMeasureSetMemory$' -v ./thumbnail/
+//	THUMBNAILED_TEST_MEASURE_MEMORY=1 go test -count=1 -run '^TestMeasureSetMemory$' -v ./thumbnail/
 func TestMeasureSetMemory(t *testing.T) {
 	if name := os.Getenv(setMemoryChildEnv); name != "" {
 		setMemoryChild(t, name)
 		return
 	}
-	if os.Getenv("THUMBNAILED_MEASURE_MEMORY") == "" {
-		t.Skip("a measurement: run with THUMBNAILED_MEASURE_MEMORY=1")
+	if os.Getenv("THUMBNAILED_TEST_MEASURE_MEMORY") == "" {
+		t.Skip("a measurement: run with THUMBNAILED_TEST_MEASURE_MEMORY=1")
 	}
 	is := is.New(t)
 	report := regexp.MustCompile(`before (\d+) kB, peak (\d+) kB`)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/thumbnail/internal/testcorpus"
 )
 
 // numbered is a w x h image whose every pixel is distinct: red = x, green = y.
@@ -29,21 +31,21 @@ func numbered(w, h int) *image.RGBA {
 // independently of orient's formulas.
 func rotateCW(m *image.RGBA) *image.RGBA {
 	w, h := m.Rect.Dx(), m.Rect.Dy()
-	out := image.NewRGBA(image.Rect(0, 0, h, w))
-	for y := range h {
-		for x := range w {
-			out.Set(h-1-y, x, m.At(x, y))
-		}
-	}
-	return out
+	return moved(m, image.Rect(0, 0, h, w), func(x, y int) image.Point { return image.Pt(h-1-y, x) })
 }
 
 func mirror(m *image.RGBA) *image.RGBA {
 	w, h := m.Rect.Dx(), m.Rect.Dy()
-	out := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			out.Set(w-1-x, y, m.At(x, y))
+	return moved(m, image.Rect(0, 0, w, h), func(x, y int) image.Point { return image.Pt(w-1-x, y) })
+}
+
+// moved is an image of bounds r holding each pixel (x, y) of m at to(x, y).
+func moved(m *image.RGBA, r image.Rectangle, to func(x, y int) image.Point) *image.RGBA {
+	out := image.NewRGBA(r)
+	for y := range m.Rect.Dy() {
+		for x := range m.Rect.Dx() {
+			p := to(x, y)
+			out.Set(p.X, p.Y, m.At(x, y))
 		}
 	}
 	return out
@@ -112,7 +114,7 @@ func TestEXIFOrientationComesOutUpright(t *testing.T) {
 func orientationSets(t *testing.T) map[string]map[int]string {
 	sets := map[string]map[int]string{} // set name -> orientation -> file
 	name := regexp.MustCompile(`^exif-orientation/(.+)_(\d)\.(jpg|webp)$`)
-	for _, row := range readManifest(t) {
+	for _, row := range testcorpus.Read(t, "testdata") {
 		m := name.FindStringSubmatch(row.File)
 		if row.Category != "exif-orientation" || m == nil {
 			continue

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/thumbnail/internal/testcorpus"
 )
 
 // wantSize is the size the fit rules of the design give an output of a w x h
@@ -33,9 +35,9 @@ func wantSize(w, h int, o Output) image.Point {
 
 // setSources are the sources the set tests make outputs of: the corpus photos, and a
 // few files that test alpha, grey, animation and orientation.
-func setSources(t *testing.T) []manifestRow {
-	var rows []manifestRow
-	for _, row := range readManifest(t) {
+func setSources(t *testing.T) []testcorpus.Row {
+	var rows []testcorpus.Row
+	for _, row := range testcorpus.Read(t, "testdata") {
 		switch {
 		case row.Category == "photo" && !(testing.Short() && row.Width*row.Height > 4_000_000),
 			row.File == "formats/webp/goimage-yellow_rose.lossy-with-alpha.webp",
@@ -50,7 +52,7 @@ func setSources(t *testing.T) []manifestRow {
 }
 
 // uprightSize is a manifest row's size once upright.
-func uprightSize(t *testing.T, row manifestRow, src []byte) image.Point {
+func uprightSize(t *testing.T, row testcorpus.Row, src []byte) image.Point {
 	h, err := ReadHeader(src)
 	is.New(t).NoErr(err)
 	if transposes(orientationOf(h.Format, src)) {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/thumbnail/internal/testcorpus"
 )
 
 func TestVipsEngineIsTheDefault(t *testing.T) {
@@ -66,7 +68,7 @@ func TestVipsAndGoEnginesGiveTheSameSize(t *testing.T) {
 		{Width: 333, Height: 333, Enlarge: true},
 		{Width: 97, Height: 61, Fit: FitCover, Format: FormatWebP},
 	}
-	for _, row := range readManifest(t) {
+	for _, row := range testcorpus.Read(t, "testdata") {
 		if expectedCode(row) != "" || !(goEngine{}).Accepts(manifestFormat(row)) || testing.Short() && row.Width*row.Height > 4_000_000 {
 			continue
 		}

@@ -209,25 +209,31 @@ func TestLinksAreSignedAndExpire(t *testing.T) {
 	is.True(strings.HasPrefix(links.Output("a b/c", "x", expires), "https://thumbs.example.com/v1/thumbnails/a%20b%2Fc/outputs/x?"))
 }
 
-func TestMaskEmail(t *testing.T) {
+// MaskEmail and MaskURL keep what may be shown of an address and of a callback
+// URL; each is idempotent.
+func TestMasks(t *testing.T) {
 	is := is.New(t)
-	is.Equal(view.MaskEmail("mary@example.com"), "m***@example.com")
-	is.Equal(view.MaskEmail("m***@example.com"), "m***@example.com") // idempotent
-	is.Equal(view.MaskEmail("élodie@Exemple.FR"), "é***@exemple.fr")
-	is.Equal(view.MaskEmail("not-an-address"), "***")
-	is.Equal(view.MaskEmail("@example.com"), "***")
-	is.Equal(view.MaskEmail("mary@"), "***")
-	is.Equal(view.MaskEmail(""), "") // no address: nothing to mask
-	is.Equal(view.MaskEmail("m@x\r\nBcc: a@b"), "***")
-}
-
-func TestMaskURL(t *testing.T) {
-	is := is.New(t)
-	is.Equal(view.MaskURL("https://user:pass@me.example.com:8443/hooks/thumbs?token=s3cret#frag"), "https://me.example.com:8443/hooks/thumbs")
-	is.Equal(view.MaskURL("https://me.example.com/hooks/thumbs"), "https://me.example.com/hooks/thumbs") // idempotent
-	is.Equal(view.MaskURL("http://[::1]:8080"), "http://[::1]:8080")
-	is.Equal(view.MaskURL("/relative/path"), "")
-	is.Equal(view.MaskURL("::not a url"), "")
+	for _, tt := range []struct {
+		mask     func(string) string
+		in, want string
+	}{
+		{view.MaskEmail, "mary@example.com", "m***@example.com"},
+		{view.MaskEmail, "m***@example.com", "m***@example.com"}, // idempotent
+		{view.MaskEmail, "élodie@Exemple.FR", "é***@exemple.fr"},
+		{view.MaskEmail, "not-an-address", "***"},
+		{view.MaskEmail, "@example.com", "***"},
+		{view.MaskEmail, "mary@", "***"},
+		{view.MaskEmail, "", ""}, // no address: nothing to mask
+		{view.MaskEmail, "m@x\r\nBcc: a@b", "***"},
+		{view.MaskURL, "https://user:pass@me.example.com:8443/hooks/thumbs?token=s3cret#frag", "https://me.example.com:8443/hooks/thumbs"},
+		{view.MaskURL, "https://me.example.com/hooks/thumbs", "https://me.example.com/hooks/thumbs"}, // idempotent
+		{view.MaskURL, "http://[::1]:8080", "http://[::1]:8080"},
+		{view.MaskURL, "/relative/path", ""},
+		{view.MaskURL, "::not a url", ""},
+	} {
+		is.Equal(tt.mask(tt.in), tt.want)
+		is.Equal(tt.mask(tt.want), tt.want) // masking again changes nothing
+	}
 }
 
 // TestValidEmail moved to mailaddr (mailaddr_test.go): view.ValidEmail is

@@ -2,11 +2,10 @@ package web
 
 // The try-it page in a real headless Chromium, against the real service: the
 // thumbnailed binary, built once, run with role all (embedded Redis) on a
-// free port. Screenshots go to $THUMBNAILED_SCREENSHOT_DIR when it is set (to
+// free port. Screenshots go to $THUMBNAILED_TEST_SCREENSHOT_DIR when it is set (to
 // keep them), otherwise to a temporary directory; their paths are logged.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,6 +30,9 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/matryer/is"
+
+	"github.com/thumbnailed/thumbnailed/internal/testbrowser"
+	"github.com/thumbnailed/thumbnailed/internal/testlog"
 )
 
 // The images the tests upload or serve.
@@ -39,32 +41,6 @@ const (
 	smallPhoto = "../thumbnail/testdata/photos/canon5d-adobergb-400x400.jpg"
 	testKey    = "try-it-page-test-key-0123456789"
 )
-
-// chromium finds a Chromium to drive, or "".
-func chromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	return ""
-}
-
-// needChromium skips the test without a Chromium, or fails it in CI.
-func needChromium(t *testing.T) string {
-	t.Helper()
-	p := chromium()
-	if p == "" && os.Getenv("CI") != "" {
-		t.Fatal("CI is set and no Chromium was found: .ci/run installs Debian's chromium")
-	}
-	if p == "" {
-		t.Skip("no Chromium found (looked for chromium, chromium-browser, google-chrome on PATH and /usr/bin/chromium); apt-get install chromium to run this test")
-	}
-	return p
-}
 
 // scratch is the package's temporary directory: the binary, Chromium's profile.
 var scratch struct {
@@ -88,8 +64,8 @@ func TestMain(m *testing.M) {
 	if binary.done != nil {
 		<-binary.done // before its directory goes
 	}
-	for _, cancel := range shared.cancel {
-		cancel()
+	if shared.stop != nil {
+		shared.stop()
 	}
 	if scratch.dir != "" {
 		os.RemoveAll(scratch.dir)
@@ -132,24 +108,6 @@ func thumbnailed(t *testing.T) string {
 	return binary.path
 }
 
-// lockedBuffer is the service's output, written by the process and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startService runs `thumbnailed all` with env on a free loopback port and
 // returns its base URL; it stops when the test ends.
 func startService(t *testing.T, env ...string) string {
@@ -170,7 +128,7 @@ func startService(t *testing.T, env ...string) string {
 		"THUMBNAILED_OUTBOX_DIR=" + t.TempDir(),
 		"THUMBNAILED_WORKER_CONCURRENCY=2",
 	}, env...)
-	out := &lockedBuffer{}
+	out := &testlog.Buffer{} // written by the process, read by the test
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -214,38 +172,20 @@ func startService(t *testing.T, env ...string) string {
 // shared is the one headless Chromium of the package's tests, started by
 // the first test that needs it and stopped by TestMain.
 var shared struct {
-	once   sync.Once
-	ctx    context.Context
-	cancel []context.CancelFunc
-	err    error
+	once sync.Once
+	ctx  context.Context
+	stop context.CancelFunc
+	err  error
 }
 
 // browser returns the context of the shared Chromium.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	execPath := needChromium(t)
+	execPath := testbrowser.Need(t)
 	shared.once.Do(func() {
-		opts := append(chromedp.DefaultExecAllocatorOptions[:],
-			chromedp.ExecPath(execPath),
-			chromedp.Headless,
-			chromedp.NoSandbox, // tests run as root
-			chromedp.DisableGPU,
-			chromedp.NoFirstRun,
-			chromedp.UserDataDir(filepath.Join(scratchDir(), "chromium")),
-			chromedp.WindowSize(1280, 900),
-			chromedp.Flag("disable-background-networking", true),
-			chromedp.Flag("disable-component-update", true),
-			chromedp.Flag("disable-sync", true),
-			chromedp.Flag("hide-scrollbars", true),
-		)
-		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-		bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(func(format string, args ...any) {
-			fmt.Fprintf(os.Stderr, "chromium: "+format+"\n", args...)
-		}))
-		shared.ctx, shared.cancel = bctx, []context.CancelFunc{cancelBrowser, cancelAlloc}
-		if err := chromedp.Do(bctx); err != nil {
-			shared.err = fmt.Errorf("start Chromium %s: %w", execPath, err)
-		}
+		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "chromium: "+format+"\n", args...) }
+		shared.ctx, shared.stop, shared.err = testbrowser.Start(context.Background(), execPath, filepath.Join(scratchDir(), "chromium"), logf,
+			chromedp.WindowSize(1280, 900), chromedp.Flag("hide-scrollbars", true))
 	})
 	if shared.err != nil {
 		t.Fatal(shared.err)
@@ -363,7 +303,7 @@ func (tb *tab) status() string {
 // screenshot saves a full-page PNG as name.png and logs its path.
 func (tb *tab) screenshot(name string) string {
 	tb.t.Helper()
-	dir := os.Getenv("THUMBNAILED_SCREENSHOT_DIR")
+	dir := os.Getenv("THUMBNAILED_TEST_SCREENSHOT_DIR")
 	if dir == "" {
 		dir = tb.t.TempDir()
 	}
@@ -411,6 +351,23 @@ func (tb *tab) noOverflow() {
 	if w[0] > w[1] {
 		tb.t.Errorf("the page is %d px wide in a %d px window: it scrolls sideways", w[0], w[1])
 	}
+}
+
+// fitsTheWindow checks that nothing makes the page wider than the window,
+// and saves a screenshot as name.
+func (tb *tab) fitsTheWindow(name string) {
+	tb.t.Helper()
+	tb.noOverflow()
+	tb.screenshot(name)
+}
+
+// fits is fitsTheWindow at the window's width, saved as wide, then at a
+// phone's (390 px), saved as narrow.
+func (tb *tab) fits(wide, narrow string) {
+	tb.t.Helper()
+	tb.fitsTheWindow(wide)
+	tb.do("phone width", chromedp.EmulateViewport(390, 844))
+	tb.fitsTheWindow(narrow)
 }
 
 // job is what the API says of a job (the part the tests read).
@@ -547,7 +504,7 @@ func absolute(t *testing.T, path string) string {
 
 // TestBrowserTryIt drives the open service's page as a person would.
 func TestBrowserTryIt(t *testing.T) {
-	needChromium(t)
+	testbrowser.Need(t)
 	buildService()
 	bctx := browser(t)
 	base := startService(t)
@@ -566,11 +523,7 @@ func TestBrowserTryIt(t *testing.T) {
 		tb.waitFor("the violation report", `window.cspViolations.length === 1`, 5*time.Second)
 		is.True(!value[bool](tb, `!!window.inlineRan`)) // the inline script did not run
 		tb.eval(`window.cspViolations.length = 0`)
-		tb.noOverflow()
-		tb.screenshot("01-empty-page")
-		tb.do("phone width", chromedp.EmulateViewport(390, 844))
-		tb.noOverflow()
-		tb.screenshot("02-empty-page-390px")
+		tb.fits("01-empty-page", "02-empty-page-390px")
 	})
 
 	t.Run("upload with two sizes shows every output at its real size", func(t *testing.T) {
@@ -624,11 +577,7 @@ func TestBrowserTryIt(t *testing.T) {
 		shows(t, curl, "-F 'image=@Storm.jpg'")
 		shows(t, curl, `-F 'outputs=[{"name":"128x128","width":128,"height":128},{"name":"256x256","width":256,"height":256}]'`)
 		is.True(!strings.Contains(curl, "Authorization")) // the open service needs no key
-		tb.noOverflow()
-		tb.screenshot("03-succeeded")
-		tb.do("phone width", chromedp.EmulateViewport(390, 844))
-		tb.noOverflow()
-		tb.screenshot("04-succeeded-390px")
+		tb.fits("03-succeeded", "04-succeeded-390px")
 	})
 
 	t.Run("a URL job changes status live", func(t *testing.T) {
@@ -669,8 +618,7 @@ func TestBrowserTryIt(t *testing.T) {
 		shows(t, problem, "unsupported_format")
 		shows(t, problem, "text file")                                    // the API's detail
 		is.True(value[bool](tb, `document.getElementById('job').hidden`)) // no job was made
-		tb.noOverflow()
-		tb.screenshot("05-rejected-415")
+		tb.fitsTheWindow("05-rejected-415")
 	})
 
 	t.Run("a failed job shows its code and message", func(t *testing.T) {
@@ -685,11 +633,7 @@ func TestBrowserTryIt(t *testing.T) {
 		shownErr := value[string](tb, `document.getElementById('job-error').innerText`)
 		shows(t, shownErr, j.Error.Code)
 		shows(t, shownErr, j.Error.Message)
-		tb.noOverflow()
-		tb.screenshot("06-failed-job")
-		tb.do("phone width", chromedp.EmulateViewport(390, 844))
-		tb.noOverflow()
-		tb.screenshot("07-failed-job-390px")
+		tb.fits("06-failed-job", "07-failed-job-390px")
 	})
 
 	t.Run("a click on the preview sends the focal point", func(t *testing.T) {
@@ -749,7 +693,7 @@ func TestBrowserTryIt(t *testing.T) {
 // 401, keeps it in sessionStorage only, and the job goes through with it.
 func TestBrowserAPIKey(t *testing.T) {
 	is := is.New(t)
-	needChromium(t)
+	testbrowser.Need(t)
 	buildService()
 	bctx := browser(t)
 	base := startService(t, "THUMBNAILED_API_KEYS="+testKey)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,54 +11,27 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/gocraft/work"
-)
 
-// chromium finds a Chromium to drive, or "".
-func chromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	return ""
-}
+	"github.com/thumbnailed/thumbnailed/internal/testbrowser"
+)
 
 // TestBrowserShowsQueuesRetriesAndDeadJobs logs into the UI with a real
 // headless Chromium, reads the queue, retry and dead pages, and retries the
 // dead job with the UI's own button, which the same-origin check must let
 // through.
 func TestBrowserShowsQueuesRetriesAndDeadJobs(t *testing.T) {
-	execPath := chromium()
-	if execPath == "" && os.Getenv("CI") != "" {
-		t.Fatal("CI is set and no Chromium was found: .ci/run installs Debian's chromium")
-	}
-	if execPath == "" {
-		t.Skip("no Chromium found (looked for chromium, chromium-browser, google-chrome on PATH and /usr/bin/chromium); apt-get install chromium to run this test")
-	}
+	execPath := testbrowser.Need(t)
 	pool, ns := testRedis(t)
 	failedJobs(t, ns, pool, "make_thumbnail", "fetch_source", "decode_image")
 	base := startUI(t, testPassword, ns, pool)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(execPath),
-		chromedp.Headless,
-		chromedp.NoSandbox, // tests run as root
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	defer cancelBrowser()
+	bctx, stop, err := testbrowser.Start(ctx, execPath, t.TempDir(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
 
 	// pageShows waits until the rendered page shows every one of texts.
 	pageShows := func(texts ...string) chromedp.Action[chromedp.Void] {
@@ -95,11 +66,6 @@ func TestBrowserShowsQueuesRetriesAndDeadJobs(t *testing.T) {
 		if err := chromedp.Do(sctx, steps...); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-	}
-
-	// Start the browser with a context that has no deadline of its own.
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start Chromium %s: %v", execPath, err)
 	}
 
 	// Without credentials the browser gets the 401 and nothing else: headless

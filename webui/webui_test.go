@@ -2,25 +2,23 @@ package webui
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
 	"github.com/matryer/is"
 
 	"github.com/thumbnailed/thumbnailed/internal/testlog"
+	"github.com/thumbnailed/thumbnailed/internal/testredis"
+	"github.com/thumbnailed/thumbnailed/internal/testrun"
 )
 
 const testPassword = "correct horse battery staple"
@@ -29,21 +27,8 @@ const testPassword = "correct horse battery staple"
 // THUMBNAILED_TEST_REDIS_URL is set, else an embedded miniredis.
 func testRedis(t *testing.T) (*redis.Pool, string) {
 	t.Helper()
-	url := os.Getenv("THUMBNAILED_TEST_REDIS_URL")
-	if url == "" {
-		m := miniredis.RunT(t)
-		url = "redis://" + m.Addr()
-	}
-	pool := &redis.Pool{
-		MaxIdle: 8,
-		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialURLContext(ctx, url, redis.DialConnectTimeout(5*time.Second))
-		},
-	}
-	t.Cleanup(func() { pool.Close() })
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return pool, "webui-test-" + hex.EncodeToString(b)
+	r := testredis.New(t)
+	return r.Pool, r.Namespace
 }
 
 // startUI runs the UI behind its proxy on a free loopback port, as Run does,
@@ -55,21 +40,8 @@ func startUI(t *testing.T, password, namespace string, pool *redis.Pool, hosts .
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, testLogger(t), Config{Password: password, Hosts: hosts}, namespace, pool, ln)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("web UI stopped with %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("web UI did not stop within 15s")
-		}
+	testrun.Background(t, "web UI", 15*time.Second, func(ctx context.Context) error {
+		return serve(ctx, testLogger(t), Config{Password: password, Hosts: hosts}, namespace, pool, ln)
 	})
 	return "http://" + ln.Addr().String()
 }

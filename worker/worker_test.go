@@ -201,17 +201,6 @@ func start(t *testing.T, cfg worker.Config) *world {
 	return w
 }
 
-func (w *world) do(t *testing.T, cmd string, args ...any) any {
-	t.Helper()
-	conn := w.r.Pool.Get()
-	defer conn.Close()
-	v, err := conn.Do(cmd, args...)
-	if err != nil {
-		t.Fatalf("%s %v: %v", cmd, args, err)
-	}
-	return v
-}
-
 func (w *world) key(parts ...string) string {
 	return w.r.Namespace + ":" + strings.Join(parts, ":")
 }
@@ -242,6 +231,17 @@ func (w *world) get(t *testing.T, id string) *jobs.Job {
 	return job
 }
 
+// run submits an upload of the photo with req and runs it once through
+// Run, as a lane does but without the queue: the job as the run left it.
+func (w *world) run(t *testing.T, id string, req jobs.Request) *jobs.Job {
+	t.Helper()
+	w.submit(t, id, req, photo(t))
+	if err := w.w.Run(context.Background(), id); err != nil {
+		t.Fatalf("run %s: %v", id, err)
+	}
+	return w.get(t, id)
+}
+
 func (w *world) waitEnded(t *testing.T, id string, within time.Duration) *jobs.Job {
 	t.Helper()
 	var job *jobs.Job
@@ -270,6 +270,13 @@ func urlRequest(url string) jobs.Request {
 
 func uploadRequest() jobs.Request {
 	return jobs.Request{Source: jobs.SourceUpload, Width: 32, Fit: "contain", Format: "jpeg", Quality: 80, Outputs: outputs()}
+}
+
+// callbackRequest is an upload whose outcome goes to a callback.
+func callbackRequest() jobs.Request {
+	req := uploadRequest()
+	req.CallbackURL = "https://example.com/hook"
+	return req
 }
 
 // fastRetries makes transient failures retry at once: the due set moves
@@ -333,8 +340,8 @@ func TestPermanentFailuresAreNotRetried(t *testing.T) {
 	is.Equal(job.Attempts, 1)
 	is.Equal(job.Retries, 0)
 	// No run is scheduled or queued that could call the source again.
-	is.Equal(w.do(t, "ZCARD", w.key("due")), int64(0))
-	is.Equal(w.do(t, "LLEN", w.key("jobs", worker.TypeThumbnail)), int64(0))
+	is.Equal(w.r.Do(t, "ZCARD", w.key("due")), int64(0))
+	is.Equal(w.r.Do(t, "LLEN", w.key("jobs", worker.TypeThumbnail)), int64(0))
 	is.Equal(calls.Load(), int32(1))
 }
 
@@ -380,7 +387,7 @@ func TestTheSweeperRerunsAJobWhoseWorkerDied(t *testing.T) {
 	w.submit(t, "orphan", uploadRequest(), photo(t))
 	// A run began on a worker that then died: the job is processing, its
 	// lease is no longer renewed, and its queue entry went with the worker.
-	w.do(t, "DEL", w.key("jobs", worker.TypeThumbnail))
+	w.r.Do(t, "DEL", w.key("jobs", worker.TypeThumbnail))
 	began := time.Now()
 	_, _, err := w.store.Begin(context.Background(), "orphan", 3)
 	is.NoErr(err)
@@ -403,24 +410,24 @@ func TestTheSweeperRequeuesAJobStrandedInProgress(t *testing.T) {
 	const staleAfter = 300 * time.Millisecond
 	w := newWorld(t, worker.Config{StaleAfter: staleAfter})
 	w.submit(t, "stranded", uploadRequest(), photo(t))
-	entry, err := redis.String(w.do(t, "RPOP", w.key("jobs", worker.TypeThumbnail)), nil)
+	entry, err := redis.String(w.r.Do(t, "RPOP", w.key("jobs", worker.TypeThumbnail)), nil)
 	is.NoErr(err)
 	w.start(t)
 
 	var pools []string
 	is.True(testapi.Eventually(5*time.Second, func() bool {
-		pools, err = redis.Strings(w.do(t, "SMEMBERS", w.key("worker_pools")), nil)
+		pools, err = redis.Strings(w.r.Do(t, "SMEMBERS", w.key("worker_pools")), nil)
 		return err == nil && len(pools) > 0
 	})) // the worker's pools are up
 	inProgress := w.key("jobs", worker.TypeThumbnail, pools[0], "inprogress")
-	w.do(t, "LPUSH", inProgress, entry)
+	w.r.Do(t, "LPUSH", inProgress, entry)
 	stranded := time.Now()
 
 	job := w.waitEnded(t, "stranded", 10*time.Second)
 	t.Logf("re-queued and finished %s after it was stranded", time.Since(stranded).Round(time.Millisecond))
 	is.Equal(job.Status, jobs.StatusSucceeded)
 	is.Equal(job.Crashes, 0)
-	is.Equal(w.do(t, "LLEN", inProgress), int64(0)) // the stranded entry left the in-progress list
+	is.Equal(w.r.Do(t, "LLEN", inProgress), int64(0)) // the stranded entry left the in-progress list
 	is.True(strings.Contains(w.logs.String(), "re-queued queue entries stranded in progress"))
 }
 
@@ -452,9 +459,7 @@ func TestRunMakesTheImagesAndDropsTheUpload(t *testing.T) {
 	is := is.New(t)
 	ctx := context.Background()
 	w := newWorld(t, worker.Config{})
-	w.submit(t, "j1", uploadRequest(), photo(t))
-	is.NoErr(w.w.Run(ctx, "j1"))
-	job := w.get(t, "j1")
+	job := w.run(t, "j1", uploadRequest())
 	is.Equal(job.Status, jobs.StatusSucceeded)
 	is.Equal(len(job.Result.Outputs), 1)
 	out := job.Result.Outputs[0]
@@ -467,9 +472,9 @@ func TestRunMakesTheImagesAndDropsTheUpload(t *testing.T) {
 	_, err = w.blobs.Get(ctx, "j1", jobs.UploadBlob)
 	is.True(errors.Is(err, blob.ErrNotFound)) // the original goes when the job ends
 	// The images live at least as long as the record that shows them.
-	recordTTL, err := redis.Int64(w.do(t, "PTTL", w.key("record", "j1")), nil)
+	recordTTL, err := redis.Int64(w.r.Do(t, "PTTL", w.key("record", "j1")), nil)
 	is.NoErr(err)
-	blobTTL, err := redis.Int64(w.do(t, "PTTL", w.key("blob", "j1")), nil)
+	blobTTL, err := redis.Int64(w.r.Do(t, "PTTL", w.key("blob", "j1")), nil)
 	is.NoErr(err)
 	is.True(blobTTL >= recordTTL)
 
@@ -497,9 +502,7 @@ func TestTheSweeperTakesBackAnExpiredDeliveryLease(t *testing.T) {
 		_, err := w.deliverer.claim(ctx, channel, id, attempt)
 		return err
 	}
-	req := uploadRequest()
-	req.CallbackURL = "https://example.com/hook"
-	w.submit(t, "j1", req, photo(t))
+	w.submit(t, "j1", callbackRequest(), photo(t))
 	w.start(t)
 	w.waitEnded(t, "j1", 10*time.Second)
 
@@ -534,10 +537,7 @@ func TestTheFirstCallbackAttemptIsMadeAsTheJobEnds(t *testing.T) {
 	is := is.New(t)
 	ctx := context.Background()
 	w := newWorld(t, worker.Config{})
-	req := uploadRequest()
-	req.CallbackURL = "https://example.com/hook"
-	w.submit(t, "j1", req, photo(t))
-	is.NoErr(w.w.Run(ctx, "j1"))
+	w.run(t, "j1", callbackRequest())
 
 	var calls []call
 	is.True(testapi.Eventually(5*time.Second, func() bool { calls = w.deliverer.Calls("deliver"); return len(calls) == 1 }))
@@ -551,17 +551,16 @@ func TestTheFirstCallbackAttemptIsMadeAsTheJobEnds(t *testing.T) {
 	d := job.Delivery(jobs.ChannelCallback)
 	is.Equal(d.Attempts, 1) // claimed
 	is.Equal(*d.LastAttemptAt, *job.FinishedAt)
-	is.Equal(w.do(t, "LLEN", w.key("jobs", worker.TypeDeliverCallback)), int64(0)) // nothing queued
-	alive, err := redis.Int64(w.do(t, "ZSCORE", w.key("leases"), "callback:j1"), nil)
+	is.Equal(w.r.Do(t, "LLEN", w.key("jobs", worker.TypeDeliverCallback)), int64(0)) // nothing queued
+	alive, err := redis.Int64(w.r.Do(t, "ZSCORE", w.key("leases"), "callback:j1"), nil)
 	is.NoErr(err)
 	is.True(alive > time.Now().UnixMilli()) // the attempt holds its lease
 
 	// A job without a callback queues its email as before.
 	email := uploadRequest()
 	email.Email = "someone@example.com"
-	w.submit(t, "j2", email, photo(t))
-	is.NoErr(w.w.Run(ctx, "j2"))
-	is.Equal(w.do(t, "LLEN", w.key("jobs", worker.TypeDeliverEmail)), int64(1))
+	w.run(t, "j2", email)
+	is.Equal(w.r.Do(t, "LLEN", w.key("jobs", worker.TypeDeliverEmail)), int64(1))
 }
 
 // At most Concurrency first attempts run outside the queue at once: past
@@ -576,16 +575,15 @@ func TestFirstAttemptsPastConcurrencyAreQueued(t *testing.T) {
 		<-hold // the receiver takes its time
 		return nil
 	}
-	req := uploadRequest()
-	req.CallbackURL = "https://example.com/hook"
+	req := callbackRequest()
 	w.submit(t, "slow", req, photo(t))
 	w.submit(t, "next", req, photo(t))
 	is.NoErr(w.w.Run(ctx, "slow"))
 	is.True(testapi.Eventually(5*time.Second, func() bool { return len(w.deliverer.Calls("deliver")) == 1 }))
 	is.NoErr(w.w.Run(ctx, "next"))
 
-	is.Equal(w.do(t, "LLEN", w.key("jobs", worker.TypeDeliverCallback)), int64(1)) // queued
-	is.Equal(w.get(t, "next").Delivery(jobs.ChannelCallback).Attempts, 0)          // not claimed
+	is.Equal(w.r.Do(t, "LLEN", w.key("jobs", worker.TypeDeliverCallback)), int64(1)) // queued
+	is.Equal(w.get(t, "next").Delivery(jobs.ChannelCallback).Attempts, 0)            // not claimed
 	close(hold)
 	calls := w.deliverer.Calls("deliver")
 	is.Equal(len(calls), 1)
@@ -612,9 +610,7 @@ func TestAnInterruptedLastAttemptGoesToTheDeadSet(t *testing.T) {
 		}
 		return fmt.Errorf("%s delivery of job %s: %w: retries_exhausted", channel, id, jobs.ErrDeliveryFailed)
 	}
-	req := uploadRequest()
-	req.CallbackURL = "https://example.com/hook"
-	w.submit(t, "j1", req, photo(t))
+	w.submit(t, "j1", callbackRequest(), photo(t))
 	w.start(t)
 	w.waitEnded(t, "j1", 10*time.Second)
 
@@ -654,9 +650,7 @@ func TestASlowDeliveryKeepsItsLease(t *testing.T) {
 		recorded <- err
 		return err
 	}
-	req := uploadRequest()
-	req.CallbackURL = "https://example.com/hook"
-	w.submit(t, "slow", req, photo(t))
+	w.submit(t, "slow", callbackRequest(), photo(t))
 	w.start(t)
 	select {
 	case err := <-recorded:
@@ -715,9 +709,7 @@ func TestDueWorkRunsWithinASecondOfItsTime(t *testing.T) {
 		_, err = w.store.Record(ctx, id, channel, attempt, o)
 		return err
 	}
-	req := uploadRequest()
-	req.CallbackURL = "https://example.com/hook"
-	w.submit(t, "j1", req, photo(t))
+	w.submit(t, "j1", callbackRequest(), photo(t))
 	w.start(t)
 	is.True(testapi.Eventually(15*time.Second, func() bool {
 		return w.get(t, "j1").Delivery(jobs.ChannelCallback).Status == jobs.DeliveryDelivered
@@ -746,13 +738,13 @@ func TestTheDeadSetIsTrimmedToTheResultTTL(t *testing.T) {
 		return q.Entry(jobs.Work{Kind: jobs.ChannelCallback, JobID: id, Attempt: 8}).Payload
 	}
 	dead := w.key("dead")
-	w.do(t, "ZADD", dead, now.Add(-2*time.Hour).Unix(), entry("old"))
-	w.do(t, "ZADD", dead, now.Add(-time.Hour-time.Minute).Unix(), entry("older than the ttl"))
-	w.do(t, "ZADD", dead, now.Add(-50*time.Minute).Unix(), entry("recent"))
-	w.do(t, "ZADD", dead, now.Unix(), entry("new"))
+	w.r.Do(t, "ZADD", dead, now.Add(-2*time.Hour).Unix(), entry("old"))
+	w.r.Do(t, "ZADD", dead, now.Add(-time.Hour-time.Minute).Unix(), entry("older than the ttl"))
+	w.r.Do(t, "ZADD", dead, now.Add(-50*time.Minute).Unix(), entry("recent"))
+	w.r.Do(t, "ZADD", dead, now.Unix(), entry("new"))
 	w.start(t)
-	is.True(testapi.Eventually(5*time.Second, func() bool { return w.do(t, "ZCARD", dead) == int64(2) }))
-	kept, err := redis.Strings(w.do(t, "ZRANGE", dead, 0, -1), nil)
+	is.True(testapi.Eventually(5*time.Second, func() bool { return w.r.Do(t, "ZCARD", dead) == int64(2) }))
+	kept, err := redis.Strings(w.r.Do(t, "ZRANGE", dead, 0, -1), nil)
 	is.NoErr(err)
 	is.True(strings.Contains(kept[0], `"recent"`))
 	is.True(strings.Contains(kept[1], `"new"`))
@@ -782,12 +774,10 @@ func TestRetryingADeadDeliveryRedelivers(t *testing.T) {
 		}
 		return nil
 	}
-	req := uploadRequest()
-	req.CallbackURL = "https://example.com/hook"
-	w.submit(t, "j1", req, photo(t))
+	w.submit(t, "j1", callbackRequest(), photo(t))
 	w.start(t)
 	dead := w.key("dead")
-	is.True(testapi.Eventually(10*time.Second, func() bool { return w.do(t, "ZCARD", dead) == int64(1) }))
+	is.True(testapi.Eventually(10*time.Second, func() bool { return w.r.Do(t, "ZCARD", dead) == int64(1) }))
 	is.Equal(w.get(t, "j1").Delivery(jobs.ChannelCallback).Status, jobs.DeliveryFailed)
 	client := work.NewClient(w.r.Namespace, w.r.Pool)
 	entries, _, err := client.DeadJobs(1)
@@ -800,7 +790,7 @@ func TestRetryingADeadDeliveryRedelivers(t *testing.T) {
 	// poll finds it within 5 s; a wake-up, as every enqueue of ours sends,
 	// makes it at once).
 	is.NoErr(client.RetryDeadJob(entries[0].DiedAt, entries[0].ID))
-	w.do(t, "PUBLISH", w.key("wake"), "1")
+	w.r.Do(t, "PUBLISH", w.key("wake"), "1")
 	is.True(testapi.Eventually(10*time.Second, func() bool {
 		return w.get(t, "j1").Delivery(jobs.ChannelCallback).Status == jobs.DeliveryDelivered
 	}))
@@ -819,8 +809,7 @@ func TestTheSweeperDeletesTheImagesOfExpiredJobs(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, worker.Config{StaleAfter: 300 * time.Millisecond})
 	for _, id := range []string{"expired", "erased", "live"} {
-		w.submit(t, id, uploadRequest(), photo(t))
-		is.NoErr(w.w.Run(ctx, id))
+		w.run(t, id, uploadRequest())
 	}
 	name := w.get(t, "live").Result.Outputs[0].Blob()
 	for _, id := range []string{"expired", "erased", "live"} {
@@ -831,7 +820,7 @@ func TestTheSweeperDeletesTheImagesOfExpiredJobs(t *testing.T) {
 	// "expired" outlives its TTL: Redis deletes its record (the blob store's
 	// own expiry is later, and an S3 store has none).
 	w.clock.Advance(w.cfg.ResultTTL + time.Minute)
-	w.do(t, "DEL", w.key("record", "expired"))
+	w.r.Do(t, "DEL", w.key("record", "expired"))
 	w.start(t)
 
 	gone := func(id string) bool {

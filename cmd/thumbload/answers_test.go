@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
 
@@ -11,18 +9,12 @@ import (
 
 func TestFromSpreadsTheSubmitsOverSourceAddresses(t *testing.T) {
 	is := is.New(t)
-	f, addr := startFake(t, func(string) (string, bool) { return "", false })
-	dir := images(t, "a.jpg")
-
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-n", "6", "-c", "2", "-width", "64", "-images", dir, "-timeout", "10s", "-json",
-		"-from", "127.0.0.2,127.0.0.3",
-	}, &stdout, &stderr)
+	f := startFake(t)
+	stdout, err := f.load("-secret", testSecret, "-n", "6", "-c", "2", "-images", images(t, "a.jpg"),
+		"-timeout", "10s", "-json", "-from", "127.0.0.2,127.0.0.3")
 
 	is.NoErr(err)
-	s := lastJSON(t, stdout.String())
+	s := lastJSON(t, stdout)
 	// Every request went out from one of the two, in turn (the submits and
 	// the GETs that read the jobs back share the turn).
 	f.mu.Lock()
@@ -32,22 +24,16 @@ func TestFromSpreadsTheSubmitsOverSourceAddresses(t *testing.T) {
 	is.Equal(len(s.BySource), 2)
 	is.Equal(s.BySource["127.0.0.2"]["202"]+s.BySource["127.0.0.3"]["202"], 6)
 	is.True(s.BySource["127.0.0.2"]["202"] > 0 && s.BySource["127.0.0.3"]["202"] > 0)
-	is.True(strings.Contains(stdout.String(), "submits from 127.0.0.2: 202 x"))
+	is.True(strings.Contains(stdout, "submits from 127.0.0.2: 202 x"))
 }
 
 func TestA503WithRetryAfterIsARefusalNotAnError(t *testing.T) {
 	is := is.New(t)
-	_, addr := startFake(t, func(string) (string, bool) { return "", false })
-	dir := images(t, "a.jpg", "busy.jpg")
-
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-n", "4", "-c", "2", "-width", "64", "-images", dir, "-timeout", "10s", "-json",
-	}, &stdout, &stderr)
+	stdout, err := startFake(t).load("-secret", testSecret, "-n", "4", "-c", "2",
+		"-images", images(t, "a.jpg", "busy.jpg"), "-timeout", "10s", "-json")
 
 	is.NoErr(err) // uploads_busy with Retry-After is the service keeping its promise
-	s := lastJSON(t, stdout.String())
+	s := lastJSON(t, stdout)
 	is.Equal([3]int{s.Submitted, s.Accepted, s.Refused}, [3]int{4, 2, 2})
 	is.Equal(s.BadAnswers, 0)
 	var busy *answerCount
@@ -59,24 +45,16 @@ func TestA503WithRetryAfterIsARefusalNotAnError(t *testing.T) {
 	is.True(busy != nil)
 	is.Equal([3]any{busy.Code, busy.RetryAfter, busy.Count}, [3]any{"uploads_busy", true, 2})
 	is.Equal(busy.Time.N, 2)
-	is.True(strings.Contains(stdout.String(), "POST 503 uploads_busy +Retry-After"))
+	is.True(strings.Contains(stdout, "POST 503 uploads_busy +Retry-After"))
 	is.Equal(s.Jobs.ByStatus, map[string]int{"succeeded": 2})
 }
 
 func TestA503WithoutRetryAfterAndALostJobAreProblems(t *testing.T) {
 	is := is.New(t)
-	_, addr := startFake(t, func(string) (string, bool) { return "", false })
-	dir := images(t, "a.jpg", "bare503.jpg", "vanish.jpg")
+	stdout, err := startFake(t).load("-secret", testSecret, "-n", "3", "-c", "1",
+		"-images", images(t, "a.jpg", "bare503.jpg", "vanish.jpg"), "-timeout", "300ms", "-json")
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-n", "3", "-c", "1", "-width", "64", "-images", dir, "-timeout", "300ms", "-json",
-	}, &stdout, &stderr)
-
-	is.True(err != nil)
-	is.Equal(err.Error(), "1 submits not accepted, 1 callbacks missing after -timeout, 2 answers outside the contract, 1 accepted jobs lost (404)")
-	s := lastJSON(t, stdout.String())
+	s := failedRun(t, stdout, err, "1 submits not accepted, 1 callbacks missing after -timeout, 2 answers outside the contract, 1 accepted jobs lost (404)")
 	is.Equal(s.Refused, 0)
 	is.Equal(len(s.Jobs.Lost), 1)
 	is.Equal(s.Jobs.ByStatus, map[string]int{"succeeded": 1, "lost": 1})
@@ -84,23 +62,10 @@ func TestA503WithoutRetryAfterAndALostJobAreProblems(t *testing.T) {
 
 func TestWaitPollReadsTheJobsBackWithoutCallbacks(t *testing.T) {
 	is := is.New(t)
-	_, addr := startFake(t, func(name string) (string, bool) {
-		if name == "broken.jpg" {
-			return "corrupt_image", false
-		}
-		return "", false
-	})
-	dir := images(t, "a.jpg", "broken.jpg")
+	stdout, err := startFake(t).load("-n", "4", "-c", "2", "-images", images(t, "a.jpg", "broken.jpg"),
+		"-timeout", "10s", "-json", "-wait", "poll")
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789",
-		"-n", "4", "-c", "2", "-width", "64", "-images", dir, "-timeout", "10s", "-json", "-wait", "poll",
-	}, &stdout, &stderr)
-
-	is.True(err != nil)
-	is.Equal(err.Error(), "2 jobs failed")
-	s := lastJSON(t, stdout.String())
+	s := failedRun(t, stdout, err, "2 jobs failed")
 	is.Equal([4]int{s.Accepted, s.Succeeded, s.Failed, s.Missing}, [4]int{4, 2, 2, 0})
 	is.True(s.Latency == nil) // no callbacks were asked for, so none timed
 	is.True(s.Seconds > 0 && s.Seconds == s.Jobs.LastFinishedSeconds)
@@ -109,17 +74,11 @@ func TestWaitPollReadsTheJobsBackWithoutCallbacks(t *testing.T) {
 
 func TestWaitNoneEndsWithTheLastAnswer(t *testing.T) {
 	is := is.New(t)
-	f, addr := startFake(t, func(string) (string, bool) { return "", false })
-	dir := images(t, "a.jpg")
-
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789",
-		"-n", "3", "-c", "3", "-width", "64", "-images", dir, "-json", "-wait", "none",
-	}, &stdout, &stderr)
+	f := startFake(t)
+	stdout, err := f.load("-n", "3", "-c", "3", "-images", images(t, "a.jpg"), "-json", "-wait", "none")
 
 	is.NoErr(err)
-	s := lastJSON(t, stdout.String())
+	s := lastJSON(t, stdout)
 	is.Equal(s.Accepted, 3)
 	is.True(s.Jobs == nil) // nothing read back
 	f.mu.Lock()

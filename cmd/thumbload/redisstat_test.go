@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"strings"
 	"testing"
@@ -88,7 +86,7 @@ func TestRedisReportsMemoryAndKeysPerJob(t *testing.T) {
 	is := is.New(t)
 	r := testredis.New(t)
 	cleanRedis(t, r, r.Namespace+":*")
-	f, addr := startFake(t, func(string) (string, bool) { return "", false })
+	f := startFake(t)
 	// Each job the fake makes keeps a record in Redis, as the service's do.
 	f.created = func(string) {
 		conn := r.Pool.Get()
@@ -98,17 +96,12 @@ func TestRedisReportsMemoryAndKeysPerJob(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	dir := images(t, "a.jpg")
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789",
-		"-n", "5", "-c", "2", "-width", "64", "-images", dir, "-timeout", "10s", "-json", "-wait", "poll",
-		"-redis", r.URL, "-namespace", r.Namespace, "-settle", "10ms",
-	}, &stdout, &stderr)
+	stdout, err := f.load("-n", "5", "-c", "2", "-images", images(t, "a.jpg"), "-timeout", "10s", "-json", "-wait", "poll",
+		"-redis", r.URL, "-namespace", r.Namespace, "-settle", "10ms")
 
 	is.NoErr(err)
-	s := lastJSON(t, stdout.String())
+	s := lastJSON(t, stdout)
 	rep := s.Redis
 	is.True(rep != nil)
 	is.Equal(rep.Jobs, 5)
@@ -121,6 +114,6 @@ func TestRedisReportsMemoryAndKeysPerJob(t *testing.T) {
 	is.True(rep.PeakSampledUsed >= rep.After.UsedMemory)
 	// The delta per job is reported; on a shared Redis other clients move it,
 	// so only its presence is checked.
-	is.True(strings.Contains(stdout.String(), "redis per accepted job (5 jobs): used_memory "))
-	is.True(strings.Contains(stdout.String(), r.Namespace+":record:{id}"))
+	is.True(strings.Contains(stdout, "redis per accepted job (5 jobs): used_memory "))
+	is.True(strings.Contains(stdout, r.Namespace+":record:{id}"))
 }

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,22 +42,16 @@ func (f *fakeImageServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestGetRunServesTheFilesAndTimesEveryAnswer(t *testing.T) {
 	is := is.New(t)
-	dir := t.TempDir()
-	for _, n := range []string{"b.jpg", "a.jpg", ".hidden"} {
-		is.NoErr(os.WriteFile(filepath.Join(dir, n), []byte("\xff\xd8\xff "+n), 0o644))
-	}
+	dir := images(t, "b.jpg", "a.jpg", ".hidden")
 	fake := &fakeImageServer{fetched: map[string]int{}}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-serve", dir, "-get", srv.URL + "/?src={url}", "-n", "6", "-c", "2",
-		"-pid", strconv.Itoa(os.Getpid()), "-json",
-	}, &stdout, &stderr)
+	stdout, err := thumbload("-serve", dir, "-get", srv.URL+"/?src={url}", "-n", "6", "-c", "2",
+		"-pid", strconv.Itoa(os.Getpid()), "-json")
 
 	is.NoErr(err)
-	s := lastJSON(t, stdout.String())
+	s := lastJSON(t, stdout)
 	is.Equal(s.Mode, "get")
 	is.Equal([3]int{s.Submitted, s.Succeeded, s.Failed}, [3]int{6, 6, 0})
 	is.Equal(s.Sources, 2) // the hidden file is not served
@@ -77,27 +68,21 @@ func TestGetRunServesTheFilesAndTimesEveryAnswer(t *testing.T) {
 
 func TestGetRunCountsAnswersThatAreNotImages(t *testing.T) {
 	is := is.New(t)
-	dir := t.TempDir()
-	is.NoErr(os.WriteFile(filepath.Join(dir, "a.jpg"), []byte("\xff\xd8\xff"), 0o644))
+	dir := images(t, "a.jpg")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no", http.StatusUnprocessableEntity)
 	}))
 	defer srv.Close()
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-serve", dir, "-get", srv.URL + "/{url}", "-n", "3", "-c", "1", "-json",
-	}, &stdout, &stderr)
+	stdout, err := thumbload("-serve", dir, "-get", srv.URL+"/{url}", "-n", "3", "-c", "1", "-json")
 
-	is.Equal(err.Error(), "3 jobs failed")
-	s := lastJSON(t, stdout.String())
+	s := failedRun(t, stdout, err, "3 jobs failed")
 	is.Equal(s.FailedByCode, map[string]int{"status 422": 3})
 }
 
 func TestGetFlagsAreChecked(t *testing.T) {
 	is := is.New(t)
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload", "-images", "x.jpg", "-serve", "d", "-get", "http://x/"}, &stdout, &stderr)
+	_, err := thumbload("-images", "x.jpg", "-serve", "d", "-get", "http://x/")
 	is.True(err != nil)
 	for _, want := range []string{"give exactly one of -images, -url and -serve", "-get: the template must contain {url}", "-get takes sources by URL"} {
 		is.True(strings.Contains(err.Error(), want))

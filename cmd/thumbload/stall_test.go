@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -41,20 +39,15 @@ func TestStallRunStopsTheProcessAndCountsTheAnswersDuringIt(t *testing.T) {
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
 	pid := sleeper.Process.Pid
 
-	f, addr := startFake(t, func(string) (string, bool) { return "", false })
+	f := startFake(t)
 	f.stalled = func() bool { return processState(t, pid) == "T" }
 	f.ghosts = true
-	dir := images(t, "a.jpg")
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-c", "2", "-width", "64", "-images", dir, "-timeout", "10s", "-json",
-		"-stall-pid", strconv.Itoa(pid), "-stall", "400ms", "-around", "300ms", "-pause", "10ms",
-	}, &stdout, &stderr)
+	stdout, err := f.load("-secret", testSecret, "-c", "2", "-images", images(t, "a.jpg"), "-timeout", "10s", "-json",
+		"-stall-pid", strconv.Itoa(pid), "-stall", "400ms", "-around", "300ms", "-pause", "10ms")
 
 	is.NoErr(err)
-	s := lastJSON(t, stdout.String())
+	s := lastJSON(t, stdout)
 	st := s.Stall
 	is.Equal(s.Mode, "stall")
 	is.Equal(processState(t, pid), "S") // continued at the end
@@ -102,14 +95,13 @@ func TestStallRunStopsTheProcessAndCountsTheAnswersDuringIt(t *testing.T) {
 	is.Equal(s.Missing, 0)
 	is.True(st.Unpromised > 0)
 	is.Equal(st.UnpromisedStatus["succeeded"], st.Unpromised)
-	is.True(strings.Contains(stdout.String(), "answers, during the stall:"))
+	is.True(strings.Contains(stdout, "answers, during the stall:"))
 }
 
 func TestStallFlagsAreChecked(t *testing.T) {
 	is := is.New(t)
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload", "-images", "x.jpg",
-		"-stall-pid", "-5", "-redis", "redis://127.0.0.1:1", "-wait", "none", "-from", "not-an-ip"}, &stdout, &stderr)
+	_, err := thumbload("-images", "x.jpg",
+		"-stall-pid", "-5", "-redis", "redis://127.0.0.1:1", "-wait", "none", "-from", "not-an-ip")
 	is.True(err != nil)
 	for _, want := range []string{"-stall-pid -5: no such process", "-redis cannot watch", "-wait none is for load runs only", `-from: "not-an-ip"`} {
 		is.True(strings.Contains(err.Error(), want))

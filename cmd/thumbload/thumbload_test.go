@@ -140,14 +140,13 @@ func TestParseStatusReadsRSSAndHighWaterMark(t *testing.T) {
 // callback_url (when one was given), as the real service does. A few file
 // names make it answer otherwise: rejected.jpg 429, busy.jpg 503 with
 // Retry-After, bare503.jpg 503 without, vanish.jpg a 202 for a job it then
-// forgets.
+// forgets; and end otherwise: broken.jpg's job fails with corrupt_image,
+// lost.jpg's succeeds but its callback is never sent.
 type fakeService struct {
 	t      *testing.T
+	addr   string
 	secret string
 	key    string
-	// outcome decides, from the upload's file name, the job's error code
-	// ("" succeeds) and whether its callback is never sent.
-	outcome func(name string) (code string, drop bool)
 	// stalled, when set and true, makes every request answer 503
 	// storage_unavailable with Retry-After, as the service does while Redis
 	// is stalled; with ghosts, a submit answered so still makes its job.
@@ -258,8 +257,11 @@ func (f *fakeService) create(w http.ResponseWriter, r *http.Request) {
 		f.problem(w, http.StatusServiceUnavailable, "storage_unavailable", false)
 		return
 	}
-	code, drop := f.outcome(header.Filename)
-	id := f.newJob(code, r.FormValue("callback_url"), drop, header.Filename == "vanish.jpg")
+	code := ""
+	if header.Filename == "broken.jpg" {
+		code = "corrupt_image"
+	}
+	id := f.newJob(code, r.FormValue("callback_url"), header.Filename == "lost.jpg", header.Filename == "vanish.jpg")
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(map[string]string{"id": id, "status": "queued"})
 }
@@ -309,15 +311,30 @@ func (f *fakeService) newJob(code, callbackURL string, drop, vanish bool) string
 	return id
 }
 
-func startFake(t *testing.T, outcome func(string) (string, bool)) (*fakeService, string) {
-	f := &fakeService{t: t, secret: testSecret, key: "test-key-0123456789", outcome: outcome,
+func startFake(t *testing.T) *fakeService {
+	f := &fakeService{t: t, secret: testSecret, key: "test-key-0123456789",
 		status: map[string]string{}, finished: map[string]time.Time{}, remotes: map[string]int{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(func() {
 		f.sent.Wait()
 		srv.Close()
 	})
-	return f, srv.URL
+	f.addr = srv.URL
+	return f
+}
+
+// load runs thumbload against the fake: its address, its key and the width
+// it insists on, then args.
+func (f *fakeService) load(args ...string) (stdout string, err error) {
+	return thumbload(append([]string{"-addr", f.addr, "-key", f.key, "-width", "64"}, args...)...)
+}
+
+// thumbload runs the tool with the command line args (after its name) and
+// returns what it wrote to stdout.
+func thumbload(args ...string) (stdout string, err error) {
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), append([]string{"thumbload"}, args...), &out, &errOut)
+	return out.String(), err
 }
 
 // images writes files named names into a directory and returns it.
@@ -342,28 +359,27 @@ func lastJSON(t *testing.T, stdout string) summary {
 	return s
 }
 
+// failedRun checks that the run ended with the error want and returns its
+// -json summary.
+func failedRun(t *testing.T, stdout string, err error, want string) summary {
+	t.Helper()
+	if err == nil || err.Error() != want {
+		t.Fatalf("the run ended with %v, want %q", err, want)
+	}
+	return lastJSON(t, stdout)
+}
+
 func TestLoadRunAgainstAFakeService(t *testing.T) {
 	is := is.New(t)
-	fake, addr := startFake(t, func(name string) (string, bool) {
-		if name == "broken.jpg" {
-			return "corrupt_image", false
-		}
-		return "", false
-	})
+	fake := startFake(t)
 	fake.height = "48" // a box: the answer is refused unless -height is sent
-	dir := images(t, "a.jpg", "b.jpg", "broken.jpg")
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-n", "9", "-c", "3", "-width", "64", "-height", "48", "-images", dir,
-		"-pid", strconv.Itoa(os.Getpid()), "-timeout", "10s", "-json",
-	}, &stdout, &stderr)
+	stdout, err := fake.load("-secret", testSecret, "-n", "9", "-c", "3", "-height", "48",
+		"-images", images(t, "a.jpg", "b.jpg", "broken.jpg"),
+		"-pid", strconv.Itoa(os.Getpid()), "-timeout", "10s", "-json")
 
 	// Three of the nine jobs failed: the run says so, and reports everything.
-	is.True(err != nil)
-	is.Equal(err.Error(), "3 jobs failed")
-	s := lastJSON(t, stdout.String())
+	s := failedRun(t, stdout, err, "3 jobs failed")
 	is.Equal(s.Mode, "load")
 	is.Equal([5]int{s.Submitted, s.Accepted, s.Succeeded, s.Failed, s.Missing}, [5]int{9, 9, 6, 3, 0})
 	is.Equal(s.FailedByCode, map[string]int{"corrupt_image": 3})
@@ -374,41 +390,28 @@ func TestLoadRunAgainstAFakeService(t *testing.T) {
 	is.True(s.JobsPerSecond > 0)
 	is.Equal(len(s.RSS.Processes), 1)
 	is.True(s.RSS.Processes[0].PeakMiB > 0)
-	is.True(strings.Contains(stdout.String(), "failed job corrupt_image x3"))
+	is.True(strings.Contains(stdout, "failed job corrupt_image x3"))
 	is.True(s.CPU != nil && s.CPU.WallSeconds > 0) // CPU over the run is reported
 	is.Equal(len(s.CPU.Processes), 1)
 }
 
 func TestLoadRunCountsRefusedSubmitsAndMissingCallbacks(t *testing.T) {
 	is := is.New(t)
-	_, addr := startFake(t, func(name string) (string, bool) { return "", name == "lost.jpg" })
-	dir := images(t, "ok.jpg", "lost.jpg", "rejected.jpg")
+	stdout, err := startFake(t).load("-secret", testSecret, "-n", "3", "-c", "1",
+		"-images", images(t, "ok.jpg", "lost.jpg", "rejected.jpg"), "-timeout", "300ms", "-json")
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-n", "3", "-c", "1", "-width", "64", "-images", dir, "-timeout", "300ms", "-json",
-	}, &stdout, &stderr)
-
-	is.True(err != nil)
-	is.Equal(err.Error(), "1 submits not accepted, 1 callbacks missing after -timeout")
-	s := lastJSON(t, stdout.String())
+	s := failedRun(t, stdout, err, "1 submits not accepted, 1 callbacks missing after -timeout")
 	is.Equal([4]int{s.Submitted, s.Accepted, s.Succeeded, s.Missing}, [4]int{3, 2, 1, 1})
 	is.Equal(s.SubmitErrors, map[string]int{"429": 1})
-	is.True(strings.Contains(stdout.String(), "submit error 429 x1: Too Many Requests: slow down"))
+	is.True(strings.Contains(stdout, "submit error 429 x1: Too Many Requests: slow down"))
 }
 
 func TestLoadRunNoticesForgedCallbacks(t *testing.T) {
 	is := is.New(t)
-	f, addr := startFake(t, func(string) (string, bool) { return "", false })
+	f := startFake(t)
 	f.secret = "whsec_" + "c2VjcmV0LW9mLXNvbWVvbmUtZWxzZQ==" // not the one thumbload checks
-	dir := images(t, "a.jpg")
 
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-n", "2", "-width", "64", "-images", dir, "-timeout", "300ms",
-	}, &stdout, &stderr)
+	_, err := f.load("-secret", testSecret, "-n", "2", "-images", images(t, "a.jpg"), "-timeout", "300ms")
 
 	is.True(err != nil)
 	is.Equal(err.Error(), "2 callbacks missing after -timeout, 2 callbacks with a bad signature")
@@ -416,17 +419,11 @@ func TestLoadRunNoticesForgedCallbacks(t *testing.T) {
 
 func TestIdleRunTimesOneJobByCallbackAndByPolling(t *testing.T) {
 	is := is.New(t)
-	_, addr := startFake(t, func(string) (string, bool) { return "", false })
-	dir := images(t, "small.jpg")
-
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload",
-		"-addr", addr, "-key", "test-key-0123456789", "-secret", testSecret,
-		"-idle", "20ms", "-repeat", "3", "-width", "64", "-images", dir, "-timeout", "5s", "-json",
-	}, &stdout, &stderr)
+	stdout, err := startFake(t).load("-secret", testSecret, "-idle", "20ms", "-repeat", "3",
+		"-images", images(t, "small.jpg"), "-timeout", "5s", "-json")
 
 	is.NoErr(err)
-	s := lastJSON(t, stdout.String())
+	s := lastJSON(t, stdout)
 	is.Equal(s.Mode, "idle")
 	is.Equal([3]int{s.Submitted, s.Succeeded, s.Missing}, [3]int{3, 3, 0})
 	is.Equal(s.Latency.N, 3)
@@ -442,8 +439,7 @@ func TestIdleRunTimesOneJobByCallbackAndByPolling(t *testing.T) {
 
 func TestFlagsAreCheckedTogether(t *testing.T) {
 	is := is.New(t)
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"thumbload", "-n", "0", "-secret", "nope!", "-pids", "x"}, &stdout, &stderr)
+	_, err := thumbload("-n", "0", "-secret", "nope!", "-pids", "x")
 	is.True(err != nil)
 	for _, want := range []string{"give exactly one of -images, -url and -serve", "-n must be at least 1", "-secret:", `-pids: "x"`} {
 		is.True(strings.Contains(err.Error(), want)) // every mistake at once

@@ -379,7 +379,7 @@ func TestHostileSourceLargerThanTheLimitFailsSourceTooLarge(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			is := is.New(t)
 			src := newHostileStreamServer(t)
-			job := svc.WaitEnded(t, svc.submitURL(t, src.URL+"/big.jpg"+c.query, 64).ID, jobTimeout)
+			job := svc.urlJob(t, src.URL+"/big.jpg"+c.query, 64)
 			is.Equal(job.Status, "failed")
 			is.Equal(job.Error.Code, "source_too_large")
 			is.True(strings.Contains(job.Error.Message, fmt.Sprint(limit))) // the message names the limit

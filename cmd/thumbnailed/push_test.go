@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"image"
-	"io"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
@@ -28,7 +24,7 @@ const pushTimeout = 30 * time.Second
 // email is a message as a reader sees it: its header and its leaf parts.
 type email struct {
 	Header mail.Header
-	Parts  []mailPart
+	Parts  []testsmtp.Part
 }
 
 // mailFor waits for the email about job id.
@@ -46,59 +42,8 @@ func mailFor(t *testing.T, smtp *testsmtp.Server, id string) email {
 	}) {
 		t.Fatalf("no email about job %s within %s", id, pushTimeout)
 	}
-	msg, err := mail.ReadMessage(bytes.NewReader(found))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return email{Header: msg.Header, Parts: mailParts(t, msg)}
-}
-
-// mailPart is one leaf part of an email, decoded.
-type mailPart struct {
-	ContentType string
-	Header      header
-	Data        []byte
-}
-
-// header is a part's header (textproto.MIMEHeader, mail.Header).
-type header interface{ Get(string) string }
-
-// mailParts walks an email's MIME tree and returns its leaf parts, with
-// their transfer encoding undone.
-func mailParts(t *testing.T, msg *mail.Message) []mailPart {
-	t.Helper()
-	var parts []mailPart
-	var walk func(r io.Reader, h header)
-	walk = func(r io.Reader, h header) {
-		mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-		if err != nil {
-			mt = "text/plain"
-		}
-		if strings.HasPrefix(mt, "multipart/") {
-			mr := multipart.NewReader(r, params["boundary"])
-			for {
-				p, err := mr.NextPart()
-				if err != nil {
-					return
-				}
-				walk(p, p.Header)
-			}
-		}
-		// (A multipart.Part undoes quoted-printable itself and drops the header.)
-		switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
-		case "base64":
-			r = base64.NewDecoder(base64.StdEncoding, r)
-		case "quoted-printable":
-			r = quotedprintable.NewReader(r)
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			t.Fatalf("read a %s part: %v", mt, err)
-		}
-		parts = append(parts, mailPart{ContentType: mt, Header: h, Data: data})
-	}
-	walk(msg.Body, msg.Header)
-	return parts
+	msg, parts := testsmtp.Parse(t, found)
+	return email{Header: msg.Header, Parts: parts}
 }
 
 // mailText is the email's text/plain part.
@@ -106,7 +51,7 @@ func mailText(t *testing.T, msg email) string {
 	t.Helper()
 	for _, p := range msg.Parts {
 		if p.ContentType == "text/plain" {
-			return string(p.Data)
+			return string(p.Body)
 		}
 	}
 	t.Fatal("the email has no text part")
@@ -114,11 +59,11 @@ func mailText(t *testing.T, msg email) string {
 }
 
 // inlineImage is the image part the HTML refers to by cid.
-func inlineImage(t *testing.T, msg email) (image.Image, mailPart) {
+func inlineImage(t *testing.T, msg email) (image.Image, testsmtp.Part) {
 	t.Helper()
 	for _, p := range msg.Parts {
-		if strings.HasPrefix(p.ContentType, "image/") && p.Header.Get("Content-ID") != "" {
-			img, _, err := image.Decode(bytes.NewReader(p.Data))
+		if strings.HasPrefix(p.ContentType, "image/") && p.ContentID != "" {
+			img, _, err := image.Decode(bytes.NewReader(p.Body))
 			if err != nil {
 				t.Fatalf("the inline image does not decode: %v", err)
 			}
@@ -126,7 +71,7 @@ func inlineImage(t *testing.T, msg email) (image.Image, mailPart) {
 		}
 	}
 	t.Fatal("the email has no inline image")
-	return nil, mailPart{}
+	return nil, testsmtp.Part{}
 }
 
 func TestPushDeliveryByEmailAndCallback(t *testing.T) {
@@ -184,7 +129,7 @@ func TestPushDeliveryByEmailAndCallback(t *testing.T) {
 	is.True(strings.Contains(msg.Header.Get("To"), "mary@example.com"))
 	img, part := inlineImage(t, msg)
 	is.Equal(img.Bounds().Dx(), 120) // the inline thumbnail has the asked size
-	is.True(strings.HasPrefix(part.Header.Get("Content-Disposition"), "inline"))
+	is.Equal(part.Disposition, "inline")
 	is.True(strings.Contains(mailText(t, msg), ev.Data.Image.URL)) // the email lists the signed link
 
 	// Both deliveries show as delivered, each with its attempt in its log.

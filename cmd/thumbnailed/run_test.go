@@ -21,6 +21,7 @@ import (
 	"github.com/thumbnailed/thumbnailed/internal/testlog"
 	"github.com/thumbnailed/thumbnailed/internal/testnet"
 	"github.com/thumbnailed/thumbnailed/internal/testredis"
+	"github.com/thumbnailed/thumbnailed/internal/testrun"
 	"github.com/thumbnailed/thumbnailed/thumbnail"
 )
 
@@ -81,26 +82,15 @@ func startService(t *testing.T, role string, env map[string]string) *service {
 	t.Helper()
 	full := testEnv(t, env)
 	logs := &testlog.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"thumbnailed", role}, environ(full), logs, logs)
-	}()
-	svc := &service{Client: testapi.New("http://" + full["THUMBNAILED_ADDR"]), Logs: logs}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("the service did not stop within 20s")
-		}
+	t.Cleanup(func() { // after the service has stopped: its logs are whole
 		if t.Failed() {
 			t.Logf("service logs:\n%s", logs.String())
 		}
 	})
+	done := testrun.Background(t, "the service", 20*time.Second, func(ctx context.Context) error {
+		return run(ctx, []string{"thumbnailed", role}, environ(full), logs, logs)
+	})
+	svc := &service{Client: testapi.New("http://" + full["THUMBNAILED_ADDR"]), Logs: logs}
 	exited, healthy := false, false
 	var ended error
 	testapi.Eventually(10*time.Second, func() bool {
@@ -146,6 +136,13 @@ func accepted(t *testing.T, r testapi.Response) testapi.Job {
 func (s *service) submitURL(t *testing.T, url string, width int) testapi.Job {
 	t.Helper()
 	return accepted(t, s.Submit(t, map[string]any{"url": url, "width": width}, nil))
+}
+
+// urlJob submits a job of the image at url, width px wide, and waits for it
+// to end.
+func (s *service) urlJob(t *testing.T, url string, width int) testapi.Job {
+	t.Helper()
+	return s.WaitEnded(t, s.submitURL(t, url, width).ID, jobTimeout)
 }
 
 // image opens link (a signed link the service gave) as a person would and
@@ -229,7 +226,7 @@ func TestUploadAndURLEndToEnd(t *testing.T) {
 		_, _ = w.Write(storm)
 	}))
 	defer src.Close()
-	job = svc.WaitEnded(t, svc.submitURL(t, src.URL+"/storm.jpg", 256).ID, jobTimeout)
+	job = svc.urlJob(t, src.URL+"/storm.jpg", 256)
 	is.Equal(job.Status, "succeeded")
 	is.Equal(job.Result.Width, 256)
 	is.Equal(job.Result.Height, 171) // 1920x1280 keeps its aspect
@@ -289,7 +286,7 @@ func TestHostileInputFailsAndTheServiceKeepsServing(t *testing.T) {
 		"/page.jpg":      "unsupported_format",
 		"/missing.jpg":   "source_not_found",
 	} {
-		job := svc.WaitEnded(t, svc.submitURL(t, src.URL+path, 64).ID, jobTimeout)
+		job := svc.urlJob(t, src.URL+path, 64)
 		is.Equal(job.Status, "failed")
 		is.Equal(job.Error.Code, code)   // each failure names its reason
 		is.True(job.Error.Message != "") // and says it in words

@@ -5,19 +5,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
 
-	"github.com/thumbnailed/thumbnailed/internal/testapi"
+	"github.com/thumbnailed/thumbnailed/internal/testnet"
 	"github.com/thumbnailed/thumbnailed/safehttp"
 )
 
@@ -30,46 +27,9 @@ import (
 
 var ssrfEnv = map[string]string{"THUMBNAILED_ALLOW_PRIVATE_NETWORKS": "false"}
 
-// ssrfServer is an httptest server on addr ("127.0.0.1", or another
-// local address) that counts the requests reaching it.
-type ssrfServer struct {
-	*httptest.Server
-	requests atomic.Int64
-}
-
-func newSSRFServer(t *testing.T, addr string, h http.HandlerFunc) *ssrfServer {
-	t.Helper()
-	s := &ssrfServer{}
-	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		h(w, r)
-	}))
-	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Listener.Close()
-	s.Listener = l
-	s.Start()
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *ssrfServer) port() string {
-	u, _ := url.Parse(s.URL)
-	return u.Port()
-}
-
 func ssrfServeFile(t *testing.T, name string) http.HandlerFunc {
 	b := readFile(t, name)
 	return func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(b) }
-}
-
-// ssrfWaitDeliveries waits until the job has ended and its deliveries are
-// no longer pending.
-func ssrfWaitDeliveries(t *testing.T, svc *service, id string) []testapi.Delivery {
-	t.Helper()
-	return svc.WaitDelivered(t, id, pushTimeout).Deliveries
 }
 
 // ssrfInsideName is a host name that is not visibly forbidden (CheckURL
@@ -131,8 +91,8 @@ func ssrfPublicAddr(t *testing.T) string {
 
 func TestSSRFLoopbackServerIsRefusedAtSubmitForBothFields(t *testing.T) {
 	svc := startService(t, "all", ssrfEnv)
-	target := newSSRFServer(t, "127.0.0.1", ssrfServeFile(t, "go-video-001.jpeg"))
-	port := target.port()
+	target := testnet.Serve(t, "127.0.0.1", ssrfServeFile(t, "go-video-001.jpeg"))
+	port := target.Port()
 	image := readFile(t, "go-video-001.jpeg")
 
 	for _, host := range []string{
@@ -156,7 +116,7 @@ func TestSSRFLoopbackServerIsRefusedAtSubmitForBothFields(t *testing.T) {
 			is.Equal(p.Errors[0].Field, "callback_url")
 		})
 	}
-	is.New(t).Equal(target.requests.Load(), int64(0)) // nothing reached the server
+	is.New(t).Equal(target.Requests(), int64(0)) // nothing reached the server
 }
 
 func TestSSRFNameResolvingInsideFailsAtFetchWithoutAConnection(t *testing.T) {
@@ -165,12 +125,12 @@ func TestSSRFNameResolvingInsideFailsAtFetchWithoutAConnection(t *testing.T) {
 		t.Skip(why)
 	}
 	svc := startService(t, "all", ssrfEnv)
-	target := newSSRFServer(t, addr, ssrfServeFile(t, "go-video-001.jpeg"))
-	u := "http://" + name + ":" + target.port() + "/cat.jpg"
+	target := testnet.Serve(t, addr, ssrfServeFile(t, "go-video-001.jpeg"))
+	u := "http://" + name + ":" + target.Port() + "/cat.jpg"
 
 	t.Run("as the source", func(t *testing.T) {
 		is := is.New(t)
-		job := svc.WaitEnded(t, svc.submitURL(t, u, 64).ID, jobTimeout) // nothing visible at submit
+		job := svc.urlJob(t, u, 64) // nothing visible at submit
 		is.Equal(job.Status, "failed")
 		is.Equal(job.Error.Code, "source_forbidden")
 		t.Logf("%s: %s", u, job.Error.Message)
@@ -181,7 +141,7 @@ func TestSSRFNameResolvingInsideFailsAtFetchWithoutAConnection(t *testing.T) {
 		is := is.New(t)
 		id := accepted(t, svc.Upload(t, readFile(t, "go-video-001.jpeg"), map[string]string{"width": "64", "callback_url": u}, nil)).ID
 		is.Equal(svc.WaitEnded(t, id, jobTimeout).Status, "succeeded")
-		ds := ssrfWaitDeliveries(t, svc, id)
+		ds := svc.WaitDelivered(t, id, pushTimeout).Deliveries
 		is.Equal(len(ds), 1)
 		is.Equal(ds[0].Channel, "callback")
 		is.Equal(ds[0].Status, "failed") // for good, not retried
@@ -190,29 +150,29 @@ func TestSSRFNameResolvingInsideFailsAtFetchWithoutAConnection(t *testing.T) {
 		is.True(strings.Contains(ds[0].LastError, "not allowed"))
 	})
 
-	is.New(t).Equal(target.requests.Load(), int64(0)) // no connection was made
+	is.New(t).Equal(target.Requests(), int64(0)) // no connection was made
 }
 
 func TestSSRFRedirectsAreCheckedAtFetch(t *testing.T) {
 	public := ssrfPublicAddr(t)
 	name, addr, why := ssrfInsideName()
 	svc := startService(t, "all", ssrfEnv)
-	inside := newSSRFServer(t, "127.0.0.1", ssrfServeFile(t, "go-video-001.jpeg"))
+	inside := testnet.Serve(t, "127.0.0.1", ssrfServeFile(t, "go-video-001.jpeg"))
 	insideByName := inside // where the host name leads, when it leads somewhere this machine listens
 	if name != "" && addr != "127.0.0.1" {
-		insideByName = newSSRFServer(t, addr, ssrfServeFile(t, "go-video-001.jpeg"))
+		insideByName = testnet.Serve(t, addr, ssrfServeFile(t, "go-video-001.jpeg"))
 	}
 	image := readFile(t, "go-video-001.jpeg")
-	outside := newSSRFServer(t, public, func(w http.ResponseWriter, r *http.Request) {
+	outside := testnet.Serve(t, public, func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/cat.jpg":
 			_, _ = w.Write(image)
 		case r.URL.Path == "/to-loopback":
-			http.Redirect(w, r, "http://127.0.0.1:"+inside.port()+"/cat.jpg", http.StatusFound)
+			http.Redirect(w, r, "http://127.0.0.1:"+inside.Port()+"/cat.jpg", http.StatusFound)
 		case r.URL.Path == "/to-mapped-loopback":
-			http.Redirect(w, r, "http://[::ffff:7f00:1]:"+inside.port()+"/cat.jpg", http.StatusTemporaryRedirect)
+			http.Redirect(w, r, "http://[::ffff:7f00:1]:"+inside.Port()+"/cat.jpg", http.StatusTemporaryRedirect)
 		case r.URL.Path == "/to-name":
-			http.Redirect(w, r, "http://"+name+":"+insideByName.port()+"/cat.jpg", http.StatusMovedPermanently)
+			http.Redirect(w, r, "http://"+name+":"+insideByName.Port()+"/cat.jpg", http.StatusMovedPermanently)
 		case r.URL.Path == "/to-metadata":
 			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
 		case r.URL.Path == "/to-file":
@@ -226,16 +186,11 @@ func TestSSRFRedirectsAreCheckedAtFetch(t *testing.T) {
 	})
 	t.Logf("%s stands for the internet; %s for the inside", outside.URL, inside.URL)
 
-	submit := func(t *testing.T, path string) testapi.Job {
-		t.Helper()
-		return svc.WaitEnded(t, svc.submitURL(t, outside.URL+path, 64).ID, jobTimeout)
-	}
-
 	t.Run("a public source is fetched", func(t *testing.T) {
 		// The control: with private networks refused, the program still
 		// fetches from an address the rule allows.
 		is := is.New(t)
-		job := submit(t, "/cat.jpg")
+		job := svc.urlJob(t, outside.URL+"/cat.jpg", 64)
 		is.Equal(job.Status, "succeeded")
 	})
 	for _, path := range []string{"/to-loopback", "/to-mapped-loopback", "/to-name", "/to-metadata", "/to-file"} {
@@ -244,29 +199,30 @@ func TestSSRFRedirectsAreCheckedAtFetch(t *testing.T) {
 				t.Skip(why)
 			}
 			is := is.New(t)
-			before := outside.requests.Load()
-			job := submit(t, path)
+			before := outside.Requests()
+			job := svc.urlJob(t, outside.URL+path, 64)
 			is.Equal(job.Status, "failed")
 			is.Equal(job.Error.Code, "source_forbidden")
 			t.Logf("%s: %s", path, job.Error.Message)
-			is.Equal(outside.requests.Load()-before, int64(1)) // the redirect itself, not retried
+			is.Equal(outside.Requests()-before, int64(1)) // the redirect itself, not retried
 		})
 	}
 	t.Run("more than 5 redirects", func(t *testing.T) {
 		is := is.New(t)
-		before := outside.requests.Load()
-		job := submit(t, "/hop/0")
+		before := outside.Requests()
+		job := svc.urlJob(t, outside.URL+"/hop/0", 64)
 		is.Equal(job.Status, "failed")
 		is.Equal(job.Error.Code, "source_unreachable")
 		is.True(strings.Contains(job.Error.Message, "redirected too many times"))
-		is.Equal(outside.requests.Load()-before, int64(6)) // the request and 5 redirects
+		is.Equal(outside.Requests()-before, int64(6)) // the request and 5 redirects
 	})
 	t.Run("a public callback is delivered", func(t *testing.T) {
 		is := is.New(t)
-		ds := ssrfWaitDeliveries(t, svc, accepted(t, svc.Upload(t, image, map[string]string{"width": "64", "callback_url": outside.URL + "/cat.jpg"}, nil)).ID)
+		id := accepted(t, svc.Upload(t, image, map[string]string{"width": "64", "callback_url": outside.URL + "/cat.jpg"}, nil)).ID
+		ds := svc.WaitDelivered(t, id, pushTimeout).Deliveries
 		is.Equal(len(ds), 1)
 		is.Equal(ds[0].Status, "delivered")
 	})
 
-	is.New(t).Equal(inside.requests.Load()+insideByName.requests.Load(), int64(0)) // the inside never heard a thing
+	is.New(t).Equal(inside.Requests()+insideByName.Requests(), int64(0)) // the inside never heard a thing
 }

@@ -458,27 +458,25 @@ type SSE struct {
 // Job decodes a status event's data.
 func (e SSE) Job(t testing.TB) Job {
 	t.Helper()
-	var j Job
-	if e.Event != "status" {
-		t.Fatalf("event %q (id %s), not a status event: %s", e.Event, e.ID, e.Data)
-	}
-	if err := json.Unmarshal(e.Data, &j); err != nil {
-		t.Fatalf("status event %s: %v\n%s", e.ID, err, e.Data)
-	}
-	return j
+	return decodeEvent[Job](t, e, "status")
 }
 
 // Delivery decodes a delivery event's data.
 func (e SSE) Delivery(t testing.TB) Delivery {
 	t.Helper()
-	var d Delivery
-	if e.Event != "delivery" {
-		t.Fatalf("event %q (id %s), not a delivery event: %s", e.Event, e.ID, e.Data)
+	return decodeEvent[Delivery](t, e, "delivery")
+}
+
+func decodeEvent[T any](t testing.TB, e SSE, event string) T {
+	t.Helper()
+	var v T
+	if e.Event != event {
+		t.Fatalf("event %q (id %s), not a %s event: %s", e.Event, e.ID, event, e.Data)
 	}
-	if err := json.Unmarshal(e.Data, &d); err != nil {
-		t.Fatalf("delivery event %s: %v\n%s", e.ID, err, e.Data)
+	if err := json.Unmarshal(e.Data, &v); err != nil {
+		t.Fatalf("%s event %s: %v\n%s", event, e.ID, err, e.Data)
 	}
-	return d
+	return v
 }
 
 // Stream is an open event stream of one job.

@@ -9,6 +9,9 @@ import (
 
 // Buffer is a bytes.Buffer safe for concurrent writers and readers.
 type Buffer struct {
+	// Max, when above 0, is how much it keeps: writes past it are dropped.
+	Max int
+
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
@@ -16,6 +19,9 @@ type Buffer struct {
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.Max > 0 && b.buf.Len() > b.Max {
+		return len(p), nil
+	}
 	return b.buf.Write(p)
 }
 

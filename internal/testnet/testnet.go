@@ -1,10 +1,13 @@
-// Package testnet finds loopback addresses for servers under test.
+// Package testnet finds loopback addresses for servers under test, stands
+// in for servers that are gone or hung, and calls clients of them at once.
 package testnet
 
 import (
+	"context"
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // FreeAddr returns a free 127.0.0.1 host:port. Another process could take
@@ -62,4 +65,36 @@ func StalledAddr(t testing.TB) string {
 	t.Helper()
 	addr, _ := Stalled(t)
 	return addr
+}
+
+// Outcome is how one call of CallAll went.
+type Outcome struct {
+	Name string // the target's name and the call's: "target/call"
+	Err  error
+	Took time.Duration
+}
+
+// CallAll makes every call on every target at once, each with a context that
+// ends after deadline, and returns how they went, in the order they ended.
+// The calls run in goroutines rather than parallel subtests, so that they
+// take about one deadline in all whatever -parallel allows.
+func CallAll[T any](t testing.TB, deadline time.Duration, targets map[string]T, calls map[string]func(context.Context, T) error) []Outcome {
+	t.Helper()
+	outcomes := make(chan Outcome)
+	for target, x := range targets {
+		for name, call := range calls {
+			go func() {
+				ctx, cancel := context.WithTimeout(t.Context(), deadline)
+				defer cancel()
+				start := time.Now()
+				err := call(ctx, x)
+				outcomes <- Outcome{target + "/" + name, err, time.Since(start)}
+			}()
+		}
+	}
+	var all []Outcome
+	for range len(targets) * len(calls) {
+		all = append(all, <-outcomes)
+	}
+	return all
 }

@@ -8,7 +8,6 @@
 package tests3
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -24,6 +23,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/thumbnailed/thumbnailed/internal/testlog"
 )
 
 // Version is the versitygw release CI installs.
@@ -42,7 +43,7 @@ type Server struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has ended
-	output *syncBuffer
+	output *testlog.Buffer
 	stop   sync.Once
 }
 
@@ -182,7 +183,7 @@ func startOnce(binary, dir string) (*Server, error) {
 		AccessKey: "tests3-" + strings.ToLower(rand.Text()[:8]),
 		SecretKey: "secret-" + rand.Text(),
 		exited:    make(chan struct{}),
-		output:    &syncBuffer{},
+		output:    &testlog.Buffer{Max: 64 << 10}, // for error messages
 	}
 	s.cmd = exec.Command(binary, "--port", addr, "--quiet", "posix", dir)
 	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
@@ -319,25 +320,4 @@ func (b *Bucket) Files(t testing.TB, dir string) []string {
 		t.Fatal(err)
 	}
 	return files
-}
-
-// syncBuffer collects the server's output for error messages.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

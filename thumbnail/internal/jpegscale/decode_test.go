@@ -47,20 +47,20 @@ func TestDenom(t *testing.T) {
 func TestCorpusFullSizeMatchesImageJPEG(t *testing.T) {
 	n := 0
 	for _, row := range jpegRows(t) {
-		if skipLarge(row.file) {
+		if skipLarge(row.File) {
 			continue
 		}
-		want, err := stdlibDecode(t, row.file)
+		want, err := stdlibDecode(t, row.File)
 		if err != nil {
 			continue
 		}
 		n++
-		t.Run(row.file, func(t *testing.T) {
+		t.Run(row.File, func(t *testing.T) {
 			is := is.New(t)
-			got, err := Decode(readTestdata(t, row.file), 1)
+			got, err := Decode(readTestdata(t, row.File), 1)
 			if errors.Is(err, ErrUnsupported) {
 				t.Logf("falls back to image/jpeg: %v", err)
-				is.True(row.category == "hostile") // only a damaged file may need image/jpeg
+				is.True(row.Category == "hostile") // only a damaged file may need image/jpeg
 				return
 			}
 			is.NoErr(err)
@@ -77,15 +77,15 @@ func TestCorpusFullSizeMatchesImageJPEG(t *testing.T) {
 // photos are TestPhotosScaledPSNR's.)
 func TestCorpusScaledShapes(t *testing.T) {
 	for _, row := range jpegRows(t) {
-		if row.rejected() || row.category == "photo" || skipLarge(row.file) {
+		if row.Rejected() || row.Category == "photo" || skipLarge(row.File) {
 			continue
 		}
-		t.Run(row.file, func(t *testing.T) {
-			want, err := stdlibDecode(t, row.file)
+		t.Run(row.File, func(t *testing.T) {
+			want, err := stdlibDecode(t, row.File)
 			is := is.New(t)
 			is.NoErr(err) // the manifest says image/jpeg decodes it
 			for _, denom := range denoms {
-				got, err := Decode(readTestdata(t, row.file), denom)
+				got, err := Decode(readTestdata(t, row.File), denom)
 				is.NoErr(err)
 				checkShape(t, got, want, denom)
 			}
@@ -114,13 +114,13 @@ func checkShape(t *testing.T, got, want image.Image, denom int) {
 func TestCorpusRejected(t *testing.T) {
 	n := 0
 	for _, row := range jpegRows(t) {
-		if !row.rejected() {
+		if !row.Rejected() {
 			continue
 		}
 		n++
-		t.Run(row.file, func(t *testing.T) {
+		t.Run(row.File, func(t *testing.T) {
 			for _, denom := range denoms {
-				m, err := Decode(readTestdata(t, row.file), denom)
+				m, err := Decode(readTestdata(t, row.File), denom)
 				t.Logf("1/%d: %v", denom, err)
 				is := is.New(t)
 				is.True(err != nil) // refused
@@ -332,5 +332,41 @@ func TestConcurrentDecode(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// BenchmarkDecode compares image/jpeg's full-size decoding with Decode at
+// every scale, on the corpus's 12 MP baseline and 13 MP progressive photos and
+// a 2.5 MP baseline one.
+//
+//	go test -run '^$' -bench Decode -benchmem ./thumbnail/internal/jpegscale/
+func BenchmarkDecode(b *testing.B) {
+	for _, file := range []string{
+		"photos/IMG_9424.JPG",            // 4032x3024 baseline 4:2:0, restart markers
+		"photos/Dragonfly_by_Bolly.jpg",  // 4224x3168 progressive 4:2:2
+		"photos/Wine_by_Jakkub_Mede.jpg", // 2560x3837 progressive 4:2:2
+		"photos/Storm.jpg",               // 1920x1280 baseline 4:2:2
+	} {
+		src := readTestdata(b, file)
+		b.Run(file[len("photos/"):]+"/image-jpeg", func(b *testing.B) {
+			b.SetBytes(int64(len(src)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := jpeg.Decode(bytes.NewReader(src)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		for _, denom := range denoms {
+			b.Run(fmt.Sprintf("%s/1_%d", file[len("photos/"):], denom), func(b *testing.B) {
+				b.SetBytes(int64(len(src)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := Decode(src, denom); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

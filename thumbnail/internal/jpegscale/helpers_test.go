@@ -1,7 +1,6 @@
 package jpegscale
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"image"
@@ -14,46 +13,23 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/thumbnailed/thumbnailed/thumbnail/internal/testcorpus"
 )
 
 const testdata = "../../testdata/"
 
-// corpusRow is a row of testdata/MANIFEST.tsv about a JPEG file.
-type corpusRow struct {
-	file     string // path under testdata/
-	category string // photo, exif-orientation, format, hostile...
-	format   string // e.g. "JPEG (progressive)"
-	expected string // "thumbnail (…)" or "reject: …"
-}
-
-func (r corpusRow) rejected() bool { return strings.HasPrefix(r.expected, "reject") }
-
 // jpegRows returns the manifest's rows about JPEG files, or about files named
 // .jpg that are not JPEGs (which must be refused).
-func jpegRows(t testing.TB) []corpusRow {
+func jpegRows(t testing.TB) []testcorpus.Row {
 	t.Helper()
-	f, err := os.Open(testdata + "MANIFEST.tsv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows []corpusRow
-	s := bufio.NewScanner(f)
-	s.Scan() // the header line
-	for s.Scan() {
-		fields := strings.Split(s.Text(), "\t")
-		if len(fields) < 6 {
-			t.Fatalf("manifest line with %d fields: %q", len(fields), s.Text())
-		}
-		row := corpusRow{file: fields[0], category: fields[1], format: fields[2], expected: fields[5]}
-		ext := strings.ToLower(filepath.Ext(row.file))
-		if strings.HasPrefix(row.format, "JPEG") && !strings.HasPrefix(row.format, "JPEG 2000") ||
+	var rows []testcorpus.Row
+	for _, row := range testcorpus.Read(t, testdata) {
+		ext := strings.ToLower(filepath.Ext(row.File))
+		if strings.HasPrefix(row.Format, "JPEG") && !strings.HasPrefix(row.Format, "JPEG 2000") ||
 			ext == ".jpg" || ext == ".jpeg" {
 			rows = append(rows, row)
 		}
-	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return rows
 }
@@ -96,8 +72,8 @@ func stdlibDecode(t testing.TB, file string) (image.Image, error) {
 func photoFiles(t testing.TB) []string {
 	var files []string
 	for _, row := range jpegRows(t) {
-		if row.category == "photo" {
-			files = append(files, row.file)
+		if row.Category == "photo" {
+			files = append(files, row.File)
 		}
 	}
 	if len(files) < 8 {

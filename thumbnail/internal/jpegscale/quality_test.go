@@ -71,17 +71,17 @@ func TestThumbnailPSNR(t *testing.T) {
 	for _, row := range rows {
 		// The photos, and two of the exif-orientation ones (the others are
 		// the same photo turned).
-		if row.category != "photo" && !strings.HasSuffix(row.file, "Landscape_1.jpg") && !strings.HasSuffix(row.file, "Landscape_6.jpg") ||
-			skipLarge(row.file) {
+		if row.Category != "photo" && !strings.HasSuffix(row.File, "Landscape_1.jpg") && !strings.HasSuffix(row.File, "Landscape_6.jpg") ||
+			skipLarge(row.File) {
 			continue
 		}
-		t.Run(row.file, func(t *testing.T) {
+		t.Run(row.File, func(t *testing.T) {
 			is := is.New(t)
-			full, err := stdlibDecode(t, row.file)
+			full, err := stdlibDecode(t, row.File)
 			is.NoErr(err)
 			w, h := full.Bounds().Dx(), full.Bounds().Dy()
 			denom := Denom(w, h, 2*width, 2*width*h/w)
-			scaled, err := Decode(readTestdata(t, row.file), denom)
+			scaled, err := Decode(readTestdata(t, row.File), denom)
 			is.NoErr(err)
 			// Both to the same size, from the full size's aspect ratio (the
 			// scaled image's may differ slightly: its last row and column

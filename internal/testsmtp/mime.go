@@ -1,4 +1,4 @@
-package notifier_test
+package testsmtp
 
 import (
 	"bytes"
@@ -12,31 +12,31 @@ import (
 	"testing"
 )
 
-// part is one leaf of a parsed MIME message.
-type part struct {
-	contentType string
-	params      map[string]string
-	disposition string
-	filename    string
-	contentID   string
-	body        []byte
+// Part is one leaf of a parsed message, its transfer encoding undone.
+type Part struct {
+	ContentType string // the media type, e.g. "image/jpeg"
+	Disposition string // "inline" or "attachment"; "" without a Content-Disposition
+	Filename    string // the Content-Disposition's
+	ContentID   string // e.g. "<thumbnail-job-1-default.jpg@thumbnailed>"
+	Body        []byte
 }
 
-// parseMessage reads a message the way a mail client would: headers with
-// net/mail, the body tree with mime/multipart, every leaf decoded.
-func parseMessage(t *testing.T, raw []byte) (*mail.Message, []part) {
+// Parse reads a message the way a mail client would: headers with net/mail,
+// the body tree with mime/multipart, every leaf decoded. A message a client
+// could not read fails the test.
+func Parse(t testing.TB, raw []byte) (*mail.Message, []Part) {
 	t.Helper()
 	msg, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("not a mail message: %v\n%s", err, raw)
 	}
-	var parts []part
+	var parts []Part
 	walk(t, msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"),
 		msg.Header.Get("Content-Disposition"), msg.Header.Get("Content-ID"), msg.Body, &parts)
 	return msg, parts
 }
 
-func walk(t *testing.T, contentType, encoding, disposition, contentID string, body io.Reader, parts *[]part) {
+func walk(t testing.TB, contentType, encoding, disposition, contentID string, body io.Reader, parts *[]Part) {
 	t.Helper()
 	if contentType == "" {
 		contentType = "text/plain"
@@ -48,6 +48,8 @@ func walk(t *testing.T, contentType, encoding, disposition, contentID string, bo
 	if strings.HasPrefix(mediaType, "multipart/") {
 		r := multipart.NewReader(body, params["boundary"])
 		for {
+			// Raw: NextPart would undo quoted-printable itself and drop the
+			// header, and the leaves would be decoded two ways.
 			p, err := r.NextRawPart()
 			if err == io.EOF {
 				return
@@ -70,22 +72,13 @@ func walk(t *testing.T, contentType, encoding, disposition, contentID string, bo
 	if err != nil {
 		t.Fatalf("decode %s part: %v", mediaType, err)
 	}
-	leaf := part{contentType: mediaType, params: params, contentID: contentID, body: b}
+	leaf := Part{ContentType: mediaType, ContentID: contentID, Body: b}
 	if disposition != "" {
 		d, dparams, err := mime.ParseMediaType(disposition)
 		if err != nil {
 			t.Fatalf("bad Content-Disposition %q: %v", disposition, err)
 		}
-		leaf.disposition, leaf.filename = d, dparams["filename"]
+		leaf.Disposition, leaf.Filename = d, dparams["filename"]
 	}
 	*parts = append(*parts, leaf)
-}
-
-func findPart(parts []part, match func(part) bool) (part, bool) {
-	for _, p := range parts {
-		if match(p) {
-			return p, true
-		}
-	}
-	return part{}, false
 }
